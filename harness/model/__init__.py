@@ -1,0 +1,30 @@
+"""The ViT family: configuration, module, presets and checkpoint IO.
+
+Configuration and presets import without torch, so `vitbench models` and `--help` stay fast;
+the module and checkpoint functions load torch when first used.
+"""
+
+from harness.model.config import ViTConfig, count_macs, count_params, describe
+from harness.model.presets import PRESETS, preset_config, preset_names
+
+_LAZY = {
+    "VisionTransformer": "harness.model.vit",
+    "build_model": "harness.model.vit",
+    "import_timm": "harness.model.checkpoint",
+    "load_checkpoint": "harness.model.checkpoint",
+    "load_config": "harness.model.checkpoint",
+    "load_model": "harness.model.checkpoint",
+    "save_checkpoint": "harness.model.checkpoint",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'harness.model' has no attribute {name!r}")
+
+
+__all__ = ["PRESETS", "ViTConfig", "count_macs", "count_params", "describe", "preset_config",
+           "preset_names", *_LAZY]

@@ -1,0 +1,53 @@
+"""Sessions: tests (default suite), slow, lint, demo (the main job on the built-in default),
+bench. Every session installs with constraints.txt, which pins torch to the CPU build."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+
+
+def _install(session: nox.Session, extras: str = "dev") -> None:
+    session.install("-c", "constraints.txt", "-e", f".[{extras}]")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The default suite: everything not marked slow."""
+    _install(session)
+    session.run("pytest", "-m", "not slow", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def slow(session: nox.Session) -> None:
+    """Tests marked slow (large exports, training)."""
+    _install(session)
+    session.run("pytest", "-m", "slow", *session.posargs, success_codes=[0, 5])
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("-c", "constraints.txt", "ruff")
+    session.run("ruff", "check", "harness", "targets", "reports", "tests", "bench", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """The main job on the built-in default."""
+    _install(session, extras="dev")
+    session.run("vitbench", "models")
+    session.run("vitbench", "info", "lite")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks in bench/: each prints ratios measured side by side in one run."""
+    _install(session)
+    import glob
+
+    for script in sorted(glob.glob("bench/bench_*.py")):
+        session.run("python", script, *session.posargs)

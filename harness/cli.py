@@ -102,5 +102,17 @@ def info(model: str, in_chans, num_classes, img_size, head_dim, as_json: bool) -
     ))
 
 
+# -- export and exporters (exporter registry) -------------------------------------------------
+
+
+# -- targets and profile (measurement engine, host target) -------------------------------------
+
+
+# -- run, plan, runs, report, gate, compare (plans, store, reports) ----------------------------
+
+
+# -- train, compress, eval (compression and accuracy) ------------------------------------------
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

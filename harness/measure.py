@@ -1,0 +1,228 @@
+"""Timing loops and the statistics every target reports.
+
+Rules (DESIGN.md): warm up, then run at least N iterations *and* at least S seconds; keep the
+raw samples; report p50/p90/p99, mean, standard deviation, CV, a bootstrap interval for the
+gated percentiles, drift between the first and last quarter of the run (how throttling shows)
+and the number of outliers. Every target turns its raw per-iteration times into a
+:class:`LatencyStats` with :func:`summarize`, so numbers from a laptop, a phone and AI Hub
+mean the same thing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+# Percentiles use the "linear" definition (numpy's default, type 7 in Hyndman & Fan).
+PERCENTILES = (50, 90, 99)
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Summary of raw per-iteration latencies in milliseconds."""
+
+    n: int
+    mean: float
+    std: float
+    cv: float
+    min: float
+    max: float
+    p50: float
+    p90: float
+    p99: float
+    p50_ci: tuple[float, float]
+    p90_ci: tuple[float, float]
+    confidence: float
+    drift: float  # median of the last quarter / median of the first quarter, minus 1
+    drift_significant: bool  # the two quarters differ by a rank test at the 1% level
+    outliers: int  # samples beyond Q3 + 3 IQR or below Q1 - 3 IQR
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def percentile(self, q: int) -> float:
+        return {50: self.p50, 90: self.p90, 99: self.p99}[q]
+
+    def interval(self, q: int) -> tuple[float, float]:
+        if q == 50:
+            return self.p50_ci
+        if q == 90:
+            return self.p90_ci
+        raise KeyError(f"no interval is kept for p{q}; only p50 and p90")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["p50_ci"] = list(self.p50_ci)
+        d["p90_ci"] = list(self.p90_ci)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LatencyStats:
+        d = dict(d)
+        d["p50_ci"] = tuple(d["p50_ci"])
+        d["p90_ci"] = tuple(d["p90_ci"])
+        return cls(**d)
+
+
+def bootstrap_interval(
+    samples: Sequence[float] | np.ndarray,
+    q: float,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval for the q-th percentile of ``samples``.
+
+    Seeded, so the same samples always give the same interval (reports are reproducible).
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    if x.size == 0:
+        return (math.nan, math.nan)
+    if x.size == 1:
+        return (float(x[0]), float(x[0]))
+    rng = np.random.default_rng(seed)
+    # Resample in chunks to bound memory for long runs (n_boot x n floats).
+    chunk = max(1, int(4e6 // x.size))
+    stats = []
+    for start in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - start)
+        idx = rng.integers(0, x.size, size=(k, x.size))
+        stats.append(np.percentile(x[idx], q, axis=1))
+    boot = np.concatenate(stats)
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+    return (float(lo), float(hi))
+
+
+def _rank_test_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided Mann-Whitney U p-value (scipy when present, normal approximation otherwise)."""
+    try:
+        from scipy.stats import mannwhitneyu
+
+        return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    except ImportError:  # pragma: no cover - scipy ships with scikit-learn
+        n1, n2 = a.size, b.size
+        ranks = np.argsort(np.argsort(np.concatenate([a, b]))) + 1
+        u = ranks[:n1].sum() - n1 * (n1 + 1) / 2
+        mu, sigma = n1 * n2 / 2, math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
+        z = abs(u - mu) / sigma if sigma else 0.0
+        return math.erfc(z / math.sqrt(2))
+
+
+def drift(samples: Sequence[float] | np.ndarray) -> tuple[float, bool]:
+    """Relative change of the median from the first to the last quarter of the run and
+    whether it is significant (Mann-Whitney, p < 0.01). A phone that throttles shows a large
+    positive drift; a machine that warms its caches late, a negative one."""
+    x = np.asarray(samples, dtype=np.float64)
+    if x.size < 8:
+        return (0.0, False)
+    k = x.size // 4
+    first, last = x[:k], x[-k:]
+    m0 = float(np.median(first))
+    rel = float(np.median(last)) / m0 - 1 if m0 > 0 else 0.0
+    return (rel, _rank_test_p(first, last) < 0.01)
+
+
+def count_outliers(samples: Sequence[float] | np.ndarray, k: float = 3.0) -> int:
+    x = np.asarray(samples, dtype=np.float64)
+    if x.size < 4:
+        return 0
+    q1, q3 = np.percentile(x, [25, 75])
+    iqr = q3 - q1
+    return int(((x > q3 + k * iqr) | (x < q1 - k * iqr)).sum())
+
+
+def summarize(
+    samples_ms: Sequence[float] | np.ndarray, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0
+) -> LatencyStats:
+    """All latency statistics from raw samples in milliseconds."""
+    x = np.asarray(samples_ms, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("no samples to summarise")
+    if not np.all(np.isfinite(x)) or np.any(x < 0):
+        raise ValueError("latency samples must be finite and non-negative")
+    mean = float(x.mean())
+    std = float(x.std(ddof=1)) if x.size > 1 else 0.0
+    p50, p90, p99 = (float(v) for v in np.percentile(x, PERCENTILES))
+    d, sig = drift(x)
+    return LatencyStats(
+        n=int(x.size),
+        mean=mean,
+        std=std,
+        cv=std / mean if mean > 0 else 0.0,
+        min=float(x.min()),
+        max=float(x.max()),
+        p50=p50,
+        p90=p90,
+        p99=p99,
+        p50_ci=bootstrap_interval(x, 50, confidence, n_boot, seed),
+        p90_ci=bootstrap_interval(x, 90, confidence, n_boot, seed + 1),
+        confidence=confidence,
+        drift=d,
+        drift_significant=sig,
+        outliers=count_outliers(x),
+    )
+
+
+# -- the timing loop --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How long to measure. Both minimums hold: at least ``min_iterations`` *and* at least
+    ``min_seconds``; ``max_iterations`` and ``max_seconds`` bound a very fast or very slow
+    model."""
+
+    warmup_iterations: int = 10
+    warmup_seconds: float = 1.0
+    min_iterations: int = 100
+    min_seconds: float = 10.0
+    max_iterations: int = 100_000
+    max_seconds: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.min_iterations < 1:
+            raise ValueError("min_iterations must be at least 1")
+        if self.max_iterations < self.min_iterations:
+            raise ValueError("max_iterations must be at least min_iterations")
+        if min(self.warmup_iterations, self.warmup_seconds, self.min_seconds) < 0:
+            raise ValueError("warm-up and minimum durations cannot be negative")
+
+
+def timed_loop(
+    fn: Callable[[], Any],
+    settings: LoopSettings,
+    clock: Callable[[], float] = time.perf_counter,
+    on_sample: Callable[[float], None] | None = None,
+) -> tuple[list[float], dict[str, Any]]:
+    """Warm up, then call ``fn`` until both minimums hold; returns the raw per-call latencies
+    in ms and what the warm-up did. ``on_sample`` sees each sample as it is taken (a worker
+    streams them out so that a crash keeps what was measured)."""
+    start = clock()
+    warm = 0
+    while warm < settings.warmup_iterations or clock() - start < settings.warmup_seconds:
+        fn()
+        warm += 1
+        if clock() - start > settings.max_seconds:
+            break
+    warmup_s = clock() - start
+
+    samples: list[float] = []
+    begin = clock()
+    while True:
+        t0 = clock()
+        fn()
+        t1 = clock()
+        ms = (t1 - t0) * 1e3
+        samples.append(ms)
+        if on_sample is not None:
+            on_sample(ms)
+        elapsed = t1 - begin
+        if len(samples) >= settings.max_iterations or elapsed >= settings.max_seconds:
+            break
+        if len(samples) >= settings.min_iterations and elapsed >= settings.min_seconds:
+            break
+    return samples, {"warmup_iterations": warm, "warmup_seconds": warmup_s,
+                     "measure_seconds": clock() - begin}

@@ -107,6 +107,139 @@ def info(model: str, in_chans, num_classes, img_size, head_dim, as_json: bool) -
 
 # -- targets and profile (measurement engine, host target) -------------------------------------
 
+@main.command()
+@click.option("--target", "only", default=None, help="Only this target.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def targets(only: str | None, as_json: bool) -> None:
+    """Targets and the devices each can reach now."""
+    from harness import plugins
+    from harness.tables import format_table
+
+    infos = [i for i in plugins.describe("target") if only in (None, i.name)]
+    if only and not infos:
+        raise UserError(f"unknown target {only!r}; available: {', '.join(plugins.names('target'))}")
+    rows = []
+    for info in infos:
+        devices, reason = [], info.reason
+        if info.available:
+            try:
+                devices = [d.to_dict() for d in plugins.target(info.name).devices()]
+            except UserError as exc:
+                reason = str(exc)
+        rows.append({"target": info.name, "source": info.source, "available": not reason,
+                     "reason": reason, "devices": devices})
+    if as_json:
+        emit_json(rows)
+        return
+    table = []
+    for r in rows:
+        if not r["devices"]:
+            table.append((r["target"], "-", "-", "-", r["reason"] or "no devices reachable"))
+        for d in r["devices"]:
+            table.append((r["target"], d["name"], d["chipset"] or "-", d["os"] or "-", ""))
+    click.echo(format_table(table, ["target", "device", "chipset", "os", "note"]))
+
+
+def _profile_settings(quick, iterations, min_seconds, warmup, threads, runtime, timeout, batch_size):
+    from targets.base import ProfileSettings
+
+    base = ProfileSettings.quick() if quick else ProfileSettings()
+    loop = {k: v for k, v in (("min_iterations", iterations), ("min_seconds", min_seconds),
+                              ("warmup_iterations", warmup)) if v is not None}
+    if iterations is not None and iterations > base.loop.max_iterations:
+        loop["max_iterations"] = iterations
+    try:
+        settings = base.with_loop(**loop)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    from dataclasses import replace
+
+    return replace(settings, runtime=runtime, threads=threads, batch_size=batch_size,
+                   timeout_s=timeout if timeout is not None else settings.timeout_s)
+
+
+def render_profile(prof) -> str:
+    """The profile as a table: latency statistics, load and memory, then the environment."""
+    from harness.tables import format_table
+
+    s, m = prof.stats, prof.metrics
+    rows = [
+        ("iterations", s.n, ""), ("p50", s.p50, "ms"),
+        ("p50 95% CI", f"{s.p50_ci[0]:.3f} - {s.p50_ci[1]:.3f}", "ms"),
+        ("p90", s.p90, "ms"), ("p90 95% CI", f"{s.p90_ci[0]:.3f} - {s.p90_ci[1]:.3f}", "ms"),
+        ("p99", s.p99, "ms"), ("mean", s.mean, "ms"), ("std", s.std, "ms"), ("CV", f"{s.cv:.1%}", ""),
+        ("min / max", f"{s.min:.3f} / {s.max:.3f}", "ms"),
+        ("drift (last vs first quarter)", f"{s.drift:+.1%}{' (significant)' if s.drift_significant else ''}", ""),
+        ("outliers (> 3 IQR)", s.outliers, ""),
+    ]
+    rows += [(k.removesuffix("_ms").removesuffix("_mb").replace("_", " "), v, prof.unit(k)) for k, v in m.items()]
+    env = prof.environment
+    for key in ("cpu", "cores_usable", "threads", "governor", "load_average_before", "load_average_after",
+                "thermal_max_c", "runtime_version", "memory_method", "os"):
+        if key in env:
+            val = env[key]
+            rows.append((key.replace("_", " "), ", ".join(f"{x:.2f}" for x in val) if isinstance(val, list) else val, ""))
+    head = f"{prof.target}:{prof.device.name}  runtime {prof.runtime}  artifact {prof.artifact_sha256[:12]}"
+    out = [head, format_table(rows, ["measure", "value", "unit"], align="lrl")]
+    out += [f"warning: {w}" for w in prof.warnings]
+    return "\n".join(out)
+
+
+@main.command()
+@click.argument("artifact", type=click.Path())
+@click.option("--target", "target_name", default="host", show_default=True, help="Where to run it.")
+@click.option("--device", default=None, help="Device name (default: the target's first).")
+@click.option("--runtime", default=None, help="host: ort | executorch | torch (default: by format).")
+@click.option("--iterations", type=click.IntRange(min=1), default=None, help="At least this many timed runs.")
+@click.option("--min-seconds", type=click.FloatRange(min=0), default=None, help="And at least this long.")
+@click.option("--warmup", type=click.IntRange(min=0), default=None, help="Warm-up iterations.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Runtime threads (default: usable cores).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=1), default=None, help="Seconds before the worker is killed.")
+@click.option("--quick", is_flag=True, help="CI settings: 20 iterations and 1 s minimum.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (raw samples included).")
+def profile(artifact, target_name, device, runtime, iterations, min_seconds, warmup, threads, batch_size,
+            timeout, quick, as_json) -> None:
+    """Measure ARTIFACT: latency statistics, load times, first inference, peak memory."""
+    from harness import plugins
+    from harness.artifacts import Artifact
+
+    art = Artifact.load(artifact)
+    target = plugins.target(target_name)
+    if not target.accepts(art):
+        capable = [n for n in plugins.names("target") if n != target_name and _accepts(n, art)]
+        why = target.refusal(art) if hasattr(target, "refusal") else f"{target_name} cannot run {art.format}"
+        raise UserError(f"{why}" + (f" (targets that take it: {', '.join(capable)})" if capable else ""))
+    dev = _pick_device(target, target_name, device)
+    settings = _profile_settings(quick, iterations, min_seconds, warmup, threads, runtime, timeout, batch_size)
+    prof = target.profile(art, dev, settings)
+    if as_json:
+        emit_json(prof.to_dict())
+    else:
+        click.echo(render_profile(prof))
+
+
+def _accepts(name: str, art) -> bool:
+    from harness import plugins
+
+    try:
+        return bool(plugins.target(name).accepts(art))
+    except Exception:  # noqa: BLE001 - a target that cannot even load does not take it
+        return False
+
+
+def _pick_device(target, target_name: str, name: str | None):
+    devices = target.devices()
+    if not devices:
+        raise UserError(f"target {target_name} has no reachable devices")
+    if name is None:
+        return devices[0]
+    for d in devices:
+        if name in (d.name, d.id):
+            return d
+    raise UserError(f"unknown device {name!r} on {target_name}; devices: {', '.join(d.name for d in devices)}")
+
+
 
 # -- run, plan, runs, report, gate, compare (plans, store, reports) ----------------------------
 

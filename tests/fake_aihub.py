@@ -182,9 +182,10 @@ class FakeAIHub:
         with self.lock:
             return [j for j in self.jobs.values() if j.kind == kind]
 
-    def count(self, method: str, prefix: str, status: int | None = None) -> int:
+    def count(self, method: str, path: str, status: int | None = None) -> int:
+        """Requests the fake answered for ``method path`` (with ``status``, when given)."""
         with self.lock:
-            return sum(1 for m, p, s in self.requests if m == method and p.startswith(prefix)
+            return sum(1 for m, p, s in self.requests if m == method and p == path
                        and (status is None or s == status))
 
     # -- helpers used by the handler ------------------------------------------------------------
@@ -290,7 +291,10 @@ class FakeAIHub:
         """Run the uploaded inputs through the (source) ONNX model; returns the output dataset."""
         import h5py
         import onnxruntime as ort
-        from qai_hub.util.dataset_entries_converters import dataset_entries_to_h5, h5_to_dataset_entries
+        from qai_hub.util.dataset_entries_converters import (
+            dataset_entries_to_h5,
+            h5_to_dataset_entries,
+        )
 
         with h5py.File(io.BytesIO(self.datasets[job.dataset_id]["data"]), "r") as h5f:
             entries = h5_to_dataset_entries(h5f)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -23,7 +24,7 @@ from urllib.parse import urlparse
 from harness.artifacts import MANIFEST, Artifact, ArtifactError, path_size, sha256_path
 from harness.errors import UserError
 from targets.aihub import connection
-from targets.aihub.connection import HubAuthError, RetryPolicy
+from targets.aihub.connection import RetryPolicy
 from targets.aihub.devices import RUNTIMES, TARGET, select, to_device
 from targets.aihub.journal import JobJournal, default_cache_dir
 from targets.aihub.profile_data import parse_profile
@@ -320,17 +321,7 @@ class AIHubTarget:
                 continue
             job = cell.jobs.get(stage)
             if job is None:
-                if stage == "profile":
-                    key = f"{cell.compile_key}|profile|{_fingerprint(plan.profile_options)}"
-                    submit = lambda: self.client.submit_inference_job(  # noqa: E731
-                        target_model, device=hub_device, name=f"vitbench {plan.artifact.path.name}",
-                        options=plan.profile_options, profile=True, retry=False)
-                else:
-                    key = f"{cell.compile_key}|inference|{_inputs_fingerprint(plan.inputs)}"
-                    data = {_input_name(plan.artifact): list(plan.inputs)}
-                    submit = lambda: self.client.submit_inference_job(  # noqa: E731
-                        target_model, device=hub_device, inputs=data,
-                        name=f"vitbench {plan.artifact.path.name} parity", profile=False, retry=False)
+                key, submit = self._follower(cell, plan, stage, target_model, hub_device)
                 job = cell.jobs[stage] = self._ensure_job(cell, stage, key, submit)
             if not self._finished(cell, job, plan):
                 continue
@@ -341,6 +332,19 @@ class AIHubTarget:
                 cell.results[stage] = _first_output(out, plan.artifact)
             self._say(d.name, f"{stage} job {job.id} done")
         cell.done = all(s in cell.results for s in cell.results_wanted)
+
+    def _follower(self, cell: Cell, plan: Plan, stage: str, target_model: Any,
+                  hub_device: Any) -> tuple[str, Callable[[], Any]]:
+        """The journal key and the submission of a job that runs the compiled model."""
+        name = f"vitbench {plan.artifact.path.name}"
+        if stage == "profile":
+            key = f"{cell.compile_key}|profile|{_fingerprint(plan.profile_options)}"
+            return key, partial(self.client.submit_inference_job, target_model, device=hub_device, name=name,
+                                options=plan.profile_options, profile=True, retry=False)
+        key = f"{cell.compile_key}|inference|{_inputs_fingerprint(plan.inputs)}"
+        data = {_input_name(plan.artifact): list(plan.inputs)}
+        return key, partial(self.client.submit_inference_job, target_model, device=hub_device, inputs=data,
+                            name=f"{name} parity", profile=False, retry=False)
 
     def _ensure_job(self, cell: Cell, stage: str, key: str, submit: Callable[[], Any]) -> HubJob:
         """The journal's job for (key, stage) when the hub still has it and it did not fail

@@ -166,6 +166,7 @@ def aihub_profile(artifact: str, selectors: tuple[str, ...], runtime: str, compu
 
     hub = AIHubTarget(journal=state, poll_interval_s=poll_interval, progress=progress)
     art = Artifact.load(artifact)
+    hub.check_artifact(art)
     settings = ProfileSettings(runtime=runtime, compute_unit=compute_unit, timeout_s=timeout_s).with_loop(
         min_iterations=iterations)
     devices = hub.select(selectors)

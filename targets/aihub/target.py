@@ -217,14 +217,18 @@ class AIHubTarget:
 
     # -- one run: plan, cells, the wait loop --------------------------------------------------
 
-    def _plan(self, artifact: Artifact, settings: ProfileSettings, want_profile: bool,
-              inputs: list[Any] | None) -> Plan:
+    def check_artifact(self, artifact: Artifact) -> None:
+        """Refuse, in one line, an artifact the hub does not take (ExecuTorch .pte, Core ML)."""
         if not self.accepts(artifact):
             raise ArtifactError(
                 f"AI Hub does not take {artifact.format} artifacts ({artifact.path.name}); it takes ONNX "
                 f"(.onnx) or a PyTorch ExportedProgram (.pt2): export with --format onnx or pt2"
             )
         artifact.verify()
+
+    def _plan(self, artifact: Artifact, settings: ProfileSettings, want_profile: bool,
+              inputs: list[Any] | None) -> Plan:
+        self.check_artifact(artifact)
         runtime = settings.runtime or DEFAULT_RUNTIME
         if runtime not in RUNTIMES:
             raise UserError(f"unknown AI Hub runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")

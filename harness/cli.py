@@ -197,6 +197,63 @@ def aihub_profile(artifact: str, selectors: tuple[str, ...], runtime: str, compu
                         exit_code=1)
 
 
+
+@aihub.command("infer")
+@click.argument("artifact", type=click.Path())
+@click.option("--device", "selector", required=True, help="One device: a name or chipset:NAME, optionally @OS.")
+@click.option("--inputs", "inputs_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help=".npy of shape (N, C, H, W); default: the artifact's seeded reference inputs (parity check).")
+@click.option("--allow-data-upload", is_flag=True,
+              help="Allow --inputs (real images) to be uploaded to AI Hub in this run.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the outputs to this .npy.")
+@click.option("--runtime", default="tflite", show_default=True)
+@click.option("--compute-unit", default="npu", show_default=True)
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=3600.0, show_default=True)
+@click.option("--state", type=click.Path(), default=None, help="Job journal for resuming.")
+@click.option("--poll-interval", type=float, default=10.0, hidden=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def aihub_infer(artifact: str, selector: str, inputs_path: str | None, allow_data_upload: bool, out: str | None,
+                runtime: str, compute_unit: str, timeout_s: float, state: str | None, poll_interval: float,
+                as_json: bool) -> None:
+    """Run inputs through ARTIFACT on one AI Hub device. Without --inputs: the seeded
+    synthetic inputs, compared with the PyTorch reference outputs."""
+    import numpy as np
+
+    from harness.artifacts import Artifact
+    from harness.parity import compare, load_reference
+    from targets.aihub import AIHubTarget
+    from targets.aihub.target import check_inputs_may_leave
+    from targets.base import ProfileSettings
+
+    hub = AIHubTarget(journal=state, poll_interval_s=poll_interval)
+    art = Artifact.load(artifact)
+    hub.check_artifact(art)
+    reference = None
+    if inputs_path:
+        data = np.load(inputs_path)
+        inputs = [data[i:i + 1].astype(np.float32) for i in range(len(data))]
+    else:
+        inputs, reference = load_reference(art.folder)
+    check_inputs_may_leave(art, inputs, allow_data_upload)  # before any traffic
+    settings = ProfileSettings(runtime=runtime, compute_unit=compute_unit, timeout_s=timeout_s)
+    (device,) = hub.select([selector])
+    outputs = hub.infer(art, device, inputs, allow_data_upload=allow_data_upload, settings=settings)
+    if out:
+        np.save(out, np.concatenate(outputs))
+    result: dict[str, Any] = {"device": device.name, "inputs": len(inputs),
+                              "top1": [int(np.argmax(o)) for o in outputs]}
+    if reference is not None:
+        parity = compare(reference, outputs)
+        result["parity"] = parity.to_dict() | {"failures": parity.failures(art.precision)}
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"{device.name}: {len(outputs)} outputs, top-1 {result['top1']}")
+    if reference is not None:
+        p = result["parity"]
+        click.echo(f"parity: max abs {p['max_abs']:.3g}, cosine {p['cosine']:.6f}, top-1 {p['top1']:.0%} "
+                   f"({'; '.join(p['failures']) or 'within ' + art.precision + ' tolerance'})")
+
 # -- run, plan, runs, report, gate, compare (plans, store, reports) ----------------------------
 
 

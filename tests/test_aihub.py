@@ -392,3 +392,26 @@ def test_infer_sends_only_seeded_inputs_unless_allowed(target, hub, onnx_artifac
     # seeded inputs from the default seed are synthetic too
     target.infer(onnx_artifact, dev, seeded_inputs((1, 3, 32, 32), 2, 0))
     assert len(hub.uploaded_inputs) == 3
+
+
+def test_cli_infer_uploads_real_images_only_with_the_flag(hub, hub_env, tmp_path, onnx_artifact):
+    env = _env(hub_env, tmp_path)
+    images = tmp_path / "xrays.npy"
+    np.save(images, np.linspace(0, 1, 2 * 3 * 32 * 32, dtype=np.float32).reshape(2, 3, 32, 32))
+    base = ["aihub", "infer", str(onnx_artifact.path), "--device", S24, "--poll-interval", "0.05",
+            "--state", str(tmp_path / "j.json")]
+    p = _cli([*base, "--inputs", str(images)], env)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 2 and "--allow-data-upload" in err and err.count("\n") == 1
+    assert hub.count("POST", "/api/v1/datasets/") == 0 and hub.count("POST", "/api/v1/models/") == 0
+
+    p = _cli([*base, "--inputs", str(images), "--allow-data-upload", "--out", str(tmp_path / "y.npy"), "--json"], env)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert np.load(tmp_path / "y.npy").shape == (2, 5) and len(json.loads(out)["top1"]) == 2
+    assert np.array_equal(np.concatenate(hub.uploaded_inputs[-1]["pixel_values"]), np.load(images))
+
+    p = _cli(base, env)  # the seeded inputs: a parity check on the device
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert "parity: max abs" in out and "within fp32 tolerance" in out

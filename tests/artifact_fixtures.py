@@ -42,6 +42,25 @@ def export_onnx(folder: Path, **config) -> Artifact:
     return art
 
 
+def export_pt2(folder: Path, **config) -> Artifact:
+    """``folder/model.pt2`` (torch.export) + ``manifest.json`` for the small test ViT."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = small_config(**config)
+    shape = (1, cfg.in_chans, cfg.img_size, cfg.img_size)
+    program = torch.export.export(build_model(cfg).eval(), (torch.from_numpy(seeded_inputs(shape, 1)[0]),))
+    path = folder / "model.pt2"
+    torch.export.save(program, str(path))
+    art = Artifact(path, {
+        "file": path.name, "format": "pt2", "sha256": sha256_path(path), "size": path_size(path),
+        "inputs": [{"name": "x", "shape": list(shape), "dtype": "float32"}],
+        "outputs": [{"name": "output", "shape": [1, cfg.num_classes], "dtype": "float32"}],
+        "precision": "fp32", "exporter": "tests.artifact_fixtures",
+    })
+    art.write_manifest()
+    return art
+
+
 def fake_pte(folder: Path) -> Artifact:
     """An ExecuTorch-format artifact (bytes are not a real program: only its format matters)."""
     folder = Path(folder)

@@ -137,6 +137,7 @@ class FakeAIHub:
         self.job_seconds_by_device: dict[str, float] = {}
         self.fail_jobs: dict[tuple[str, str], tuple[int, str]] = {}  # (kind, device name) -> failure
         self.rate_limit_job_posts = 0  # the next N POST /jobs/ answer 429
+        self.fail_upload_parts = 0  # the next N part uploads answer 500 (an upload failing midway)
         self.reject_options: dict[str, str] = {}  # option name -> the hub's message (HTTP 400)
         self.uploaded_inputs: list[dict[str, list[np.ndarray]]] = []
         self._server: ThreadingHTTPServer | None = None
@@ -254,7 +255,6 @@ class FakeAIHub:
                           expiration_time=_ts(d["created"] + 30 * 86400), file_upload_complete=d["complete"])
 
     def profile_detail(self, job: FakeJob) -> pb.ProfileDetail:
-        import onnx
 
         rng = np.random.default_rng(int(job.id[1:], 16))
         opts = _parse_options(job.options)
@@ -275,17 +275,28 @@ class FakeAIHub:
                             (detail.warm_load_memory, 20, 45)):
             mem.increase.lower, mem.increase.upper = lo * mb // 2, hi * mb // 2
             mem.peak.lower, mem.peak.upper = lo * mb, hi * mb
-        source = self.models[self.models[job.model_id]["source"]]["data"]
-        graph = onnx.load_from_string(source).graph
-        per_layer = float(np.median(times)) / max(1, len(graph.node))
-        for i, node in enumerate(graph.node):
-            on_cpu = dev.cpu_fallback and node.op_type not in ("Add",) or node.op_type in ("Gather",)
+        layers = self.source_layers(job.model_id)
+        per_layer = float(np.median(times)) / max(1, len(layers))
+        for i, (name, op_type) in enumerate(layers):
+            on_cpu = dev.cpu_fallback and op_type not in ("Add",) or op_type in ("Gather",)
             detail.layer_details.append(pb.LayerDetail(
-                name=node.name or f"layer_{i}", layer_type_name=node.op_type, id=str(i),
+                name=name or f"layer_{i}", layer_type_name=op_type, id=str(i),
                 compute_unit=pb.COMPUTE_UNIT_CPU if on_cpu else pb.COMPUTE_UNIT_NPU,
                 execution_time=int(per_layer * (3 if on_cpu else 1)), delegate_name="QNN" if not on_cpu else ""))
         detail.tool_versions.append(pb.ToolVersion(name="QAIRT", version=self.qairt_version))
         return detail
+
+    def source_layers(self, target_model_id: str) -> list[tuple[str, str]]:
+        """(name, op type) of each layer of the model a compile job started from: the ONNX
+        graph's nodes, or a ViT-shaped stand-in for an ExportedProgram."""
+        import onnx
+
+        source = self.models[self.models[target_model_id]["source"]]
+        if source["type"] == pb.MODEL_TYPE_ONNX:
+            return [(n.name, n.op_type) for n in onnx.load_from_string(source["data"]).graph.node]
+        block = ["LayerNormalization", "MatMul", "Gather", "MatMul", "Softmax", "MatMul", "Add",
+                 "LayerNormalization", "MatMul", "Gelu", "MatMul", "Add"]
+        return [(f"block{b}.{op}{i}", op) for b in range(3) for i, op in enumerate(block)]
 
     def run_inference(self, job: FakeJob) -> str:
         """Run the uploaded inputs through the (source) ONNX model; returns the output dataset."""
@@ -399,6 +410,9 @@ class _Handler(BaseHTTPRequestHandler):
         with fake.lock:
             if method == "PUT" and parts[0] == "model":  # one part of a multipart model upload
                 model_id, index = parts[1], int(parts[2])
+                if fake.fail_upload_parts > 0:
+                    fake.fail_upload_parts -= 1
+                    return self._send(500, b"<Error><Code>InternalError</Code></Error>", "application/xml")
                 fake.models[model_id].setdefault("parts", {})[index] = body
                 etag = f'"{uuid.uuid5(uuid.NAMESPACE_OID, str(len(body)) + model_id).hex}-{index}"'
                 return self._send(200, b"", "text/plain", {"ETag": etag})

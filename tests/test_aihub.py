@@ -25,7 +25,7 @@ from targets.aihub.connection import HubAuthError, RetryPolicy
 from targets.aihub.devices import DeviceSelectionError
 from targets.aihub.target import classify_failure
 from targets.base import STANDARD_METRICS, Profile, ProfileSettings, TargetError
-from tests.artifact_fixtures import export_onnx, fake_pte
+from tests.artifact_fixtures import export_onnx, export_pt2, fake_pte
 from tests.fake_aihub import FakeAIHub
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,6 +164,22 @@ def test_upload_is_reused_and_runtime_is_passed(target, hub, onnx_artifact):
     assert hub.count("POST", "/api/v1/models/") == 1
     assert [j.options.split()[1] for j in hub.jobs_of("compile")] == ["tflite", "qnn_dlc"]
     assert prof.runtime == "qnn_dlc" and Path(prof.details["compiled_artifact"]).suffix == ".dlc"
+
+
+def test_pt2_artifact_is_uploaded_as_an_exported_program(target, hub, tmp_path):
+    pt2 = export_pt2(tmp_path / "pt2")
+    prof = target.profile(pt2, target.select([S24])[0], quick(runtime="qnn_dlc"))
+    (model,) = [m for m in hub.models.values() if "source" not in m]
+    assert model["type"] == pb.MODEL_TYPE_TORCH_EXPORTED_PROGRAM and model["data"] == pt2.path.read_bytes()
+    assert prof.details["layers"]["npu"] > 0 and prof.stats.n == 20
+
+
+def test_upload_failing_midway_is_retried(target, hub, onnx_artifact):
+    hub.fail_upload_parts = 1
+    target.profile(onnx_artifact, target.select([S24])[0], quick())
+    (model,) = [m for m in hub.models.values() if "source" not in m]
+    assert model["data"] == onnx_artifact.path.read_bytes()  # whole, parts in order
+    assert hub.count("PUT", "/blob/model/" + next(k for k, m in hub.models.items() if m is model) + "/0", 500) == 1
 
 
 def test_runtime_a_device_lacks_fails_that_device_only(target, hub, onnx_artifact):

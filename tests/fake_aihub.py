@@ -135,7 +135,8 @@ class FakeAIHub:
         self.jobs: dict[str, FakeJob] = {}
         self.requests: list[tuple[str, str, int]] = []
         self.job_seconds_by_device: dict[str, float] = {}
-        self.fail_jobs: dict[tuple[str, str], tuple[int, str]] = {}  # (kind, device name) -> failure
+        # ("compile" | "profile" | "inference", device name) -> (JobFailureType, failure text)
+        self.fail_jobs: dict[tuple[str, str], tuple[int, str]] = {}
         self.rate_limit_job_posts = 0  # the next N POST /jobs/ answer 429
         self.fail_upload_parts = 0  # the next N part uploads answer 500 (an upload failing midway)
         self.reject_options: dict[str, str] = {}  # option name -> the hub's message (HTTP 400)
@@ -559,7 +560,8 @@ class _Handler(BaseHTTPRequestHandler):
         job = FakeJob(id=job_id, kind=short, device=device, model_id=inner.model.model_id, options=inner.options,
                       name=inner.name, created=now,
                       duration=fake.job_seconds_by_device.get(device.name, fake.job_seconds),
-                      failure=fake.fail_jobs.get((short, device.name)))
+                      failure=fake.fail_jobs.get(("profile" if getattr(inner, "is_profiling_on", False) else short,
+                                                   device.name)))
         if kind == "compile_job":
             runtime = options.get("target_runtime", "tflite")
             if runtime not in RUNTIMES:

@@ -195,7 +195,7 @@ def test_runtime_a_device_lacks_fails_that_device_only(target, hub, onnx_artifac
 def test_failed_jobs_are_classified_and_do_not_stop_the_others(target, hub, onnx_artifact):
     hub.fail_jobs[("compile", S23)] = (pb.JOB_FAILURE_TYPE_MODEL_INVALID,
                                        "Failed to compile: operator Einsum is not supported by QNN")
-    hub.fail_jobs[("inference", S21)] = (pb.JOB_FAILURE_TYPE_CLOUD_RESOURCE_MISSING,
+    hub.fail_jobs[("profile", S21)] = (pb.JOB_FAILURE_TYPE_CLOUD_RESOURCE_MISSING,
                                          "Device disconnected while profiling.\nPlease try again.")
     ok, model_fail, infra_fail = target.profile_many(onnx_artifact, target.select([S24, S23, S21]), quick())
     assert isinstance(ok, Profile)
@@ -212,6 +212,15 @@ def test_failed_jobs_are_classified_and_do_not_stop_the_others(target, hub, onnx
     assert isinstance(model_again, TargetError) and len(jobs_on(hub, "compile", S23)) == 1
     assert isinstance(infra_again, Profile) and len(jobs_on(hub, "inference", S21)) == 2
     assert any("failed on AI Hub's side" in w for w in infra_again.warnings)
+
+
+def test_a_failed_parity_job_keeps_the_profile(target, hub, onnx_artifact):
+    hub.fail_jobs[("inference", S24)] = (pb.JOB_FAILURE_TYPE_RUNTIME_CRASH, "Segmentation fault in the runtime")
+    (prof,) = target.profile_many(onnx_artifact, target.select([S24]), quick(), parity=True)
+    assert isinstance(prof, Profile) and prof.stats.n == 20 and "parity_cosine" not in prof.metrics
+    assert any(w.startswith("parity not checked") and "Segmentation fault" in w for w in prof.warnings)
+    with pytest.raises(TargetError, match="Segmentation fault"):
+        target.infer(onnx_artifact, target.select([S24])[0], load_reference(onnx_artifact.folder)[0])
 
 
 def test_classify_failure_uses_type_then_text():
@@ -371,7 +380,7 @@ def test_cli_devices_json(hub_env, tmp_path):
 
 def test_token_never_reaches_output_logs_journal_or_artifacts(hub, hub_env, tmp_path, onnx_artifact, caplog):
     caplog.set_level(logging.DEBUG)
-    hub.fail_jobs[("inference", S23)] = (pb.JOB_FAILURE_TYPE_INTERNAL_LOGIC, "internal error")
+    hub.fail_jobs[("profile", S23)] = (pb.JOB_FAILURE_TYPE_INTERNAL_LOGIC, "internal error")
     t = make_target(tmp_path, progress=lambda who, m: logging.getLogger("test").info("%s %s", who, m))
     results = t.profile_many(onnx_artifact, t.select([S24, S23]), quick())
     env = _env(hub_env, tmp_path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -122,7 +123,6 @@ class AIHubTarget:
         self.progress = progress
         self._client = None
         self._devices: list[Device] | None = None
-        self.submitted: list[str] = []  # job ids this instance submitted (not resumed)
 
     # -- the connection ----------------------------------------------------------------------
 
@@ -381,7 +381,6 @@ class AIHubTarget:
             self.journal.drop(key, stage)
         handle = self._call(submit, what=f"{who}: submitting the {stage} job")
         self.journal.put(key, stage, handle.job_id)
-        self.submitted.append(handle.job_id)
         self._say(who, f"{stage} job {handle.job_id} submitted: {handle.url}")
         return HubJob(stage, handle.job_id, handle, handle.url, time.monotonic(), False)
 
@@ -428,9 +427,8 @@ class AIHubTarget:
                 return Artifact.load(folder).verify()
             except ArtifactError:
                 pass
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.iterdir():
-            stale.unlink()
+        shutil.rmtree(folder, ignore_errors=True)  # a download that died midway
+        folder.mkdir(parents=True)
         path = Path(self._call(api.download_compiled_model, self.client.config, job.id, str(folder),
                                what=f"{cell.device.name}: downloading the compiled model"))
         target = job.handle.get_target_model()

@@ -275,7 +275,7 @@ def _env(hub_env: Path, tmp_path: Path) -> dict[str, str]:
 
 
 def test_resume_after_the_process_is_killed_between_submit_and_result(hub, hub_env, tmp_path, onnx_artifact):
-    hub.job_seconds = 1.5
+    hub.job_seconds = 3.0  # long enough that the kill surely lands before any result
     journal = tmp_path / "journal.json"
     args = ["aihub", "profile", str(onnx_artifact.path), "--device", S24, "--device", S23, "--iterations", "20",
             "--state", str(journal), "--poll-interval", "0.05", "--json"]

@@ -18,6 +18,17 @@ REFERENCE_COUNT = 3
 REFERENCE_SEED = 7
 
 
+def _with_manifest(path: Path, fmt: str, inp: tuple[str, tuple], out: tuple[str, list]) -> Artifact:
+    art = Artifact(path, {
+        "file": path.name, "format": fmt, "sha256": sha256_path(path), "size": path_size(path),
+        "inputs": [{"name": inp[0], "shape": list(inp[1]), "dtype": "float32"}],
+        "outputs": [{"name": out[0], "shape": list(out[1]), "dtype": "float32"}],
+        "precision": "fp32", "exporter": "tests.artifact_fixtures",
+    })
+    art.write_manifest()
+    return art
+
+
 def export_onnx(folder: Path, **config) -> Artifact:
     """``folder/model.onnx`` + ``manifest.json`` + ``reference.npz`` for the small test ViT."""
     folder = Path(folder)
@@ -32,14 +43,7 @@ def export_onnx(folder: Path, **config) -> Artifact:
     with torch.no_grad():
         outputs = [model(torch.from_numpy(x)).numpy() for x in inputs]
     save_reference(folder, outputs, shape, REFERENCE_COUNT, REFERENCE_SEED)
-    art = Artifact(path, {
-        "file": path.name, "format": "onnx", "sha256": sha256_path(path), "size": path_size(path),
-        "inputs": [{"name": "pixel_values", "shape": list(shape), "dtype": "float32"}],
-        "outputs": [{"name": "logits", "shape": [1, cfg.num_classes], "dtype": "float32"}],
-        "precision": "fp32", "exporter": "tests.artifact_fixtures",
-    })
-    art.write_manifest()
-    return art
+    return _with_manifest(path, "onnx", ("pixel_values", shape), ("logits", [1, cfg.num_classes]))
 
 
 def export_pt2(folder: Path, **config) -> Artifact:
@@ -51,14 +55,7 @@ def export_pt2(folder: Path, **config) -> Artifact:
     program = torch.export.export(build_model(cfg).eval(), (torch.from_numpy(seeded_inputs(shape, 1)[0]),))
     path = folder / "model.pt2"
     torch.export.save(program, str(path))
-    art = Artifact(path, {
-        "file": path.name, "format": "pt2", "sha256": sha256_path(path), "size": path_size(path),
-        "inputs": [{"name": "x", "shape": list(shape), "dtype": "float32"}],
-        "outputs": [{"name": "output", "shape": [1, cfg.num_classes], "dtype": "float32"}],
-        "precision": "fp32", "exporter": "tests.artifact_fixtures",
-    })
-    art.write_manifest()
-    return art
+    return _with_manifest(path, "pt2", ("x", shape), ("output", [1, cfg.num_classes]))
 
 
 def fake_pte(folder: Path) -> Artifact:

@@ -145,7 +145,6 @@ def export(model_spec, fmt, delegate, precision, calibration, batch_size, dynami
     its parity with PyTorch where this machine can run it."""
     from harness import plugins
     from harness.artifacts import ExportSpec, export_artifact
-    from harness.model import load_model
 
     opts = _parse_options(options)
     if dynamic_batch:
@@ -154,6 +153,8 @@ def export(model_spec, fmt, delegate, precision, calibration, batch_size, dynami
     exporter = plugins.exporter(fmt)  # unknown format: fails here, before the model loads
     if callable(getattr(exporter, "resolve", None)):
         spec = exporter.resolve(spec)  # bad delegate / precision / missing SDK: fails at once
+    from harness.model import load_model  # torch: only once the request is known to be good
+
     model = load_model(model_spec, **model_overrides(in_chans, num_classes, img_size, head_dim))
     say = (lambda _m: None) if (quiet or as_json) else (lambda m: click.echo(m, err=True))
     artifact = export_artifact(model, spec, cache=cache, out=out, no_cache=no_cache,

@@ -74,17 +74,21 @@ def io_description(model: Any, spec: ExportSpec, dynamic_batch: bool = False) ->
     }
 
 
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    text = str(exc).strip()
+_OP_PATTERNS = (
+    re.compile(r"OpOverload\(op='([^']+)'"),  # torch.onnx: No ONNX function found for ...
+    re.compile(r"target=torch\.ops\.([A-Za-z0-9_]+\.[A-Za-z0-9_]+)"),
+    re.compile(r"Unsupported fx node ([A-Za-z0-9_.]+)"),  # coremltools
+    re.compile(r"\bop ['\"]([^'\"]+)['\"]"),  # coremltools: convert function for op 'x' not implemented
+    re.compile(r"\b(aten\.[A-Za-z0-9_]+)"),
+    re.compile(r"\b(aten::[A-Za-z0-9_]+)"),
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    text = _ANSI.sub("", str(exc)).strip()
     line = text.splitlines()[0] if text else type(exc).__name__
     return line[:limit]
-
-
-_OP_PATTERNS = (
-    re.compile(r"(aten::?\.?[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?)"),
-    re.compile(r"op ['\"]([^'\"]+)['\"]"),
-    re.compile(r"operator ['\"]?([A-Za-z0-9_:.]+)"),
-)
 
 
 def operator_in(message: str) -> str | None:
@@ -98,10 +102,16 @@ def operator_in(message: str) -> str | None:
 
 def lowering_error(what: str, exc: BaseException) -> LoweringError:
     """A one-line error for a model that ``what`` could not lower, naming the operator."""
-    msg = first_line(exc)
-    op = operator_in(str(exc))
-    where = f"operator {op} is not supported" if op else msg
-    return LoweringError(f"{what} cannot lower this model: {where} ({type(exc).__name__}: {msg})")
+    text = str(exc)
+    cause = exc.__cause__
+    while cause is not None:
+        text += "\n" + str(cause)
+        cause = cause.__cause__
+    op = operator_in(text)
+    if op:
+        return LoweringError(f"{what} cannot lower this model: operator {op} is not supported "
+                             f"({type(exc).__name__})")
+    return LoweringError(f"{what} cannot lower this model: {type(exc).__name__}: {first_line(exc)}")
 
 
 def export_program(model: Any, spec: ExportSpec, dynamic_batch: bool = False):
@@ -109,7 +119,10 @@ def export_program(model: Any, spec: ExportSpec, dynamic_batch: bool = False):
     import torch
 
     x = example_input(model, spec)
-    dynamic = ({0: torch.export.Dim("batch", min=1, max=1024)},) if dynamic_batch else None
+    dynamic = None
+    if dynamic_batch:  # trace with batch 2: a batch of 1 would be specialised away
+        x = torch.cat([x, x]) if x.shape[0] == 1 else x
+        dynamic = ({0: torch.export.Dim("batch", min=1, max=1024)},)
     try:
         return torch.export.export(model.eval(), (x,), dynamic_shapes=dynamic, strict=False)
     except Exception as exc:  # noqa: BLE001 - any tracing failure is the model's, reported in one line

@@ -46,7 +46,10 @@ def main() -> None:
 
     import onnxruntime as ort
     import torch
-    from executorch.extension.pybindings.portable_lib import _load_for_executorch, _unsafe_reset_threadpool
+    from executorch.extension.pybindings.portable_lib import (
+        _load_for_executorch,
+        _unsafe_reset_threadpool,
+    )
 
     from harness.artifacts import ExportSpec, export_artifact
     from harness.calibration import _to_model_input

@@ -320,6 +320,15 @@ def _copy_out(artifact: Artifact, out: Path) -> Artifact:
     return Artifact.load(out)
 
 
+def resolve_spec(exporter: Any, spec: ExportSpec) -> ExportSpec:
+    """The spec with the exporter's defaults filled in (``exporter.resolve`` where it has
+    one, which also refuses what cannot work); precision fp32 when nothing says otherwise."""
+    resolve = getattr(exporter, "resolve", None)
+    if callable(resolve):
+        spec = resolve(spec)
+    return spec if spec.precision else replace(spec, precision="fp32")
+
+
 def export_artifact(
     model: Any,
     spec: ExportSpec,
@@ -355,9 +364,7 @@ def export_artifact(
 
     say = progress or (lambda _msg: None)
     exporter = plugins.exporter(spec.format)
-    resolve = getattr(exporter, "resolve", None)
-    if callable(resolve):
-        spec = resolve(spec)
+    spec = resolve_spec(exporter, spec)
     root = cache_root(cache)
     out_dir = Path(out).expanduser() if out is not None else None
     if out_dir is not None:

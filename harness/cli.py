@@ -144,15 +144,14 @@ def export(model_spec, fmt, delegate, precision, calibration, batch_size, dynami
     """Export a model to an artifact (model file + manifest.json + reference.npz) and check
     its parity with PyTorch where this machine can run it."""
     from harness import plugins
-    from harness.artifacts import ExportSpec, export_artifact
+    from harness.artifacts import ExportSpec, export_artifact, resolve_spec
 
     opts = _parse_options(options)
     if dynamic_batch:
         opts["dynamic_batch"] = True
     spec = ExportSpec(format=fmt, delegate=delegate, precision=precision, batch_size=batch_size, options=opts)
-    exporter = plugins.exporter(fmt)  # unknown format: fails here, before the model loads
-    if callable(getattr(exporter, "resolve", None)):
-        spec = exporter.resolve(spec)  # bad delegate / precision / missing SDK: fails at once
+    # unknown format, delegate or precision, missing SDK: fails here, before the model loads
+    spec = resolve_spec(plugins.exporter(fmt), spec)
     from harness.model import load_model  # torch: only once the request is known to be good
 
     model = load_model(model_spec, **model_overrides(in_chans, num_classes, img_size, head_dim))

@@ -88,6 +88,7 @@ def test_executorch_xnnpack_fp32_delegates_all_matmuls(cache):
     assert m["parity"]["status"] == "passed" and "executorch" in m["parity"]["where"]
 
 
+@pytest.mark.slow
 def test_executorch_xnnpack_int8_with_npz_calibration(cache, tmp_path):
     data = tmp_path / "images.npz"
     rng = np.random.default_rng(0)
@@ -116,6 +117,7 @@ def test_coreml_mlpackage_parity_pending_on_linux(cache):
     Artifact.load(art.path).verify()
 
 
+@pytest.mark.slow
 def test_executorch_coreml_delegate(cache):
     art = export_artifact(one_block(), ExportSpec("executorch", "coreml", "fp16"))
     low = art.manifest["lowering"]

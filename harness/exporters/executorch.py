@@ -235,18 +235,6 @@ def partitioners(spec: ExportSpec, model: Any, calibration: np.ndarray | None) -
             compute_precision=ct.precision.FLOAT16 if spec.precision == "fp16" else ct.precision.FLOAT32,
         )
         return [CoreMLPartitioner(compile_specs=specs)]
-    if spec.delegate == "qnn":
-        from executorch.backends.qualcomm.partition.qnn_partitioner import QnnPartitioner
-        from executorch.backends.qualcomm.serialization.qc_schema import QcomChipset
-        from executorch.backends.qualcomm.utils.utils import (
-            generate_htp_compiler_spec,
-            generate_qnn_executorch_compiler_spec,
-        )
-
-        backend = generate_htp_compiler_spec(use_fp16=spec.precision == "fp16")
-        specs = generate_qnn_executorch_compiler_spec(
-            soc_model=getattr(QcomChipset, str(spec.options["chipset"]).upper()), backend_options=backend)
-        return [QnnPartitioner(specs)]
     if spec.delegate == "mediatek":
         from executorch.backends.mediatek import NeuropilotPartitioner
         from executorch.exir.backend.compile_spec_schema import CompileSpec
@@ -277,6 +265,18 @@ def quantize_for_npu(program: Any, spec: ExportSpec, calibration: np.ndarray | N
     return torch.export.export(converted, (next(calibration_batches(calibration, spec.batch_size)),), strict=False)
 
 
+def qnn_compiler_specs(spec: ExportSpec) -> list[Any]:
+    from executorch.backends.qualcomm.serialization.qc_schema import QcomChipset
+    from executorch.backends.qualcomm.utils.utils import (
+        generate_htp_compiler_spec,
+        generate_qnn_executorch_compiler_spec,
+    )
+
+    backend = generate_htp_compiler_spec(use_fp16=spec.precision == "fp16")
+    return generate_qnn_executorch_compiler_spec(
+        soc_model=getattr(QcomChipset, str(spec.options["chipset"]).upper()), backend_options=backend)
+
+
 def lower(program: Any, model: Any, spec: ExportSpec, calibration: np.ndarray | None):
     """The edge program, lowered to the spec's delegate."""
     from executorch.exir import to_edge_transform_and_lower
@@ -284,6 +284,11 @@ def lower(program: Any, model: Any, spec: ExportSpec, calibration: np.ndarray | 
     try:
         if spec.precision == "int8" and spec.delegate in ("qnn", "mediatek"):
             program = quantize_for_npu(program, spec, calibration)
+        if spec.delegate == "qnn":  # QNN runs its own passes around the partitioner
+            from executorch.backends.qualcomm.utils.utils import to_edge_transform_and_lower_to_qnn
+
+            example = tuple(a for a in program.example_inputs[0])
+            return to_edge_transform_and_lower_to_qnn(program.module(), example, qnn_compiler_specs(spec))
         return to_edge_transform_and_lower(program, partitioner=partitioners(spec, model, calibration))
     except UserError:
         raise

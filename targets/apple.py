@@ -28,6 +28,7 @@ from targets.agent import COMPUTE_UNITS
 from targets.base import Device, ProfileSettings
 from targets.hosts import HostConfig, load_hosts
 from targets.remote import RemoteTarget
+from targets.transport import transport_for
 from targets.worker import AgentAnswer
 
 # what a compute-unit setting asks for, as Profile.compute_unit names it
@@ -63,6 +64,18 @@ class AppleTarget(RemoteTarget):
         """One Profile per compute-unit setting (the artifact is copied once), yielded as each
         finishes."""
         return self.iter_profiles(artifact, device, [replace(settings, compute_unit=u) for u in units])
+
+    def inspect(self, artifact: Artifact, device: Device) -> dict:
+        """A Core ML model's inputs, outputs and operation histogram, read by the agent on the
+        device's host (any system with coremltools)."""
+        if artifact.format != "coreml":
+            raise UserError(f"inspect reads Core ML artifacts, not {artifact.format}")
+        artifact.verify()
+        host = self.host_for(device)
+        with transport_for(host) as t:
+            request = {"action": "inspect", "artifact": {"path": t.stage(artifact.path, artifact.sha256),
+                                                         "format": artifact.format, "inputs": artifact.inputs}}
+            return (self._run(host, request, 120.0, t).result or {})["spec"]
 
     def compute_unit_of(self, artifact: Artifact, settings: ProfileSettings, answer: AgentAnswer) -> str:
         if artifact.format != "coreml":

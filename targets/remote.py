@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,12 @@ class RemoteTarget:
 
     def devices(self) -> list[Device]:
         """Every configured host; one that cannot be reached now is listed with
-        ``attributes["reachable"] = False`` and the reason."""
-        return [self.describe(h) for h in self.hosts()]
+        ``attributes["reachable"] = False`` and the reason. Hosts are asked in parallel."""
+        hosts = self.hosts()
+        if len(hosts) <= 1:
+            return [self.describe(h) for h in hosts]
+        with ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
+            return list(pool.map(self.describe, hosts))
 
     def describe(self, host: HostConfig) -> Device:
         base = {"ssh": host.destination, "python": host.interpreter}

@@ -802,6 +802,10 @@ def main() -> int:
     except json.JSONDecodeError as exc:
         emit("error", kind="request", message=f"the request is not JSON ({exc.msg})")
         return EXIT_REFUSED
+    if sys.version_info < (3, 10):  # noqa: UP036 - the agent runs on hosts with other Pythons
+        emit("error", kind="infrastructure", message=f"the agent needs Python 3.10+; {sys.executable} on this host "
+             f"is {platform.python_version()}: install a newer Python there and name it as the host's python")
+        return EXIT_FAILED
     deadline = req.get("deadline_s") if isinstance(req, dict) else None
     if isinstance(deadline, (int, float)) and deadline > 0 and hasattr(signal, "alarm"):
         signal.alarm(math.ceil(deadline))  # SIGALRM ends the process: no agent outlives its caller

@@ -164,10 +164,12 @@ class SSHTransport:
 
     def open(self) -> None:
         """Connect once: create the cache folder, learn its absolute path and what it holds."""
-        out = self._run(f"mkdir -p {self._cache_expr()} && cd {self._cache_expr()} && pwd && ls -1A",
+        marker = "vitbench-cache-follows"  # whatever a login script prints comes before it
+        out = self._run(f"mkdir -p {self._cache_expr()} && cd {self._cache_expr()} && echo {marker} && pwd && ls -1A",
                         "preparing the cache folder", timeout=self.host.connect_timeout_s + 60).decode()
         lines = out.splitlines()
-        self._cache, self._present = lines[0], set(lines[1:])
+        lines = lines[lines.index(marker) + 1:] if marker in lines else lines
+        self._cache, self._present = lines[0], {n for n in lines[1:] if ".part-" not in n}
 
     def _send(self, name: str, members: list[tuple[Path, str]]) -> str:
         """Copy files (or folders) into cache/name as one tar stream, unless already there."""

@@ -44,13 +44,18 @@ def sshd(tmp_path_factory):
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory):
     root = tmp_path_factory.mktemp("remote-artifacts")
-    arts = {fmt: make_artifact(root / fmt, fmt) for fmt in ("onnx", "executorch", "coreml")}
+    arts = {fmt: make_artifact(root / fmt, fmt) for fmt in ("onnx", "executorch")}
     model = build_model(small_config()).eval()
     inputs = seeded_inputs((1, 3, 32, 32), count=3, seed=7)
     with torch.no_grad():
         outputs = [model(torch.from_numpy(x)).numpy()[0] for x in inputs]
     save_reference(arts["executorch"].folder, outputs, (1, 3, 32, 32), 3, 7)
     return arts
+
+
+@pytest.fixture(scope="session")
+def coreml_artifact(tmp_path_factory):
+    return make_artifact(tmp_path_factory.mktemp("remote-coreml") / "coreml", "coreml")
 
 
 @pytest.fixture
@@ -152,19 +157,19 @@ def test_local_host_runs_without_ssh(tmp_path, monkeypatch, artifacts):
 
 # -- Core ML: what Linux can do --------------------------------------------------------------
 
-def test_coreml_spec_read_on_the_host_and_prediction_refused(hosts, artifacts):
+def test_coreml_spec_read_on_the_host_and_prediction_refused(hosts, coreml_artifact):
     cache, write = hosts
     write(mac={"target": "apple", "ssh": "vb-host"})
     apple = AppleTarget()
     dev = _device(apple, "mac")
-    spec = apple.inspect(artifacts["coreml"], dev)  # the .mlpackage folder travels as a tar stream
+    spec = apple.inspect(coreml_artifact, dev)  # the .mlpackage folder travels as a tar stream
     assert spec["model_type"] == "mlProgram" and spec["inputs"][0]["name"] == "image"
     assert spec["inputs"][0]["shape"] == [1, 3, 32, 32] and spec["outputs"][0]["name"] == "logits"
     assert spec["operations"]["softmax"] == 3 and spec["operations"]["conv"] == 1  # 3 blocks, 1 patch conv
-    code, out = _cli("profile", artifacts["coreml"].folder, "--target", "apple", "--device", "mac",
+    code, out = _cli("profile", coreml_artifact.folder, "--target", "apple", "--device", "mac",
                      "--compute-unit", "CPU_AND_NE", *FAST)
     assert code == 1 and "Core ML predicts only on macOS (this host runs Linux)" in _one_line(out)
-    code, out = _cli("profile", artifacts["coreml"].folder, "--target", "apple", "--device", "mac",
+    code, out = _cli("profile", coreml_artifact.folder, "--target", "apple", "--device", "mac",
                      "--compute-unit", "NPU_PLEASE", *FAST)
     assert code == 2 and "unknown Core ML compute units 'NPU_PLEASE'" in _one_line(out)
     assert os.listdir(cache) == []
@@ -275,14 +280,15 @@ def test_hung_agent_times_out_and_ends_on_the_host(hosts, artifacts):
     assert not _agents_under(cache)  # the remote agent did not outlive the run
 
 
-def test_artifacts_a_target_does_not_take(hosts, artifacts):
+def test_artifacts_a_target_does_not_take(hosts, artifacts, coreml_artifact):
     _, write = hosts
     write(board={"target": "remote", "ssh": "vb-host"}, mac={"target": "apple", "ssh": "vb-host"})
     code, out = _cli("profile", artifacts["onnx"].folder, "--target", "apple", "--device", "mac", *FAST)
     line = _one_line(out)
     assert code == 2 and "the apple target runs coreml, executorch artifacts, not onnx" in line
-    assert "targets that take it: host, remote" in line
-    code, out = _cli("profile", artifacts["coreml"].folder, "--target", "remote", "--device", "board", *FAST)
+    capable = line.split("targets that take it: ")[1].rstrip(")").split(", ")
+    assert "host" in capable and "remote" in capable and "apple" not in capable
+    code, out = _cli("profile", coreml_artifact.folder, "--target", "remote", "--device", "board", *FAST)
     assert code == 2 and "not coreml; use the apple target" in _one_line(out)
 
 

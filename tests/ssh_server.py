@@ -2,8 +2,8 @@
 
 The client side is a config file with ``Host`` aliases, so the tests reach the server the way
 a user reaches a Mac (``ssh mac-mini-1``): ``vb-host`` (the right key), ``vb-wrongkey`` (a key
-the server does not know), ``vb-closed`` (a port nobody listens on) and ``vb-nowhere`` (a name
-that does not resolve). Nothing is skipped: without sshd the fixture fails and says that
+the server does not know), ``vb-closed`` (a port nobody listens on), ``vb-nowhere`` (a name
+that does not resolve) and ``vb-strangekey`` (a host key not in known_hosts). Nothing is skipped: without sshd the fixture fails and says that
 ``.ci/run`` must install openssh-server.
 """
 
@@ -94,7 +94,10 @@ LogLevel VERBOSE
         f"Host vb-host\n    HostName 127.0.0.1\n    Port {port}\n    IdentityFile {root / 'user_key'}\n{common}\n"
         f"Host vb-wrongkey\n    HostName 127.0.0.1\n    Port {port}\n    IdentityFile {root / 'wrong_key'}\n{common}\n"
         f"Host vb-closed\n    HostName 127.0.0.1\n    Port {free_port()}\n    IdentityFile {root / 'user_key'}\n{common}\n"
-        f"Host vb-nowhere\n    HostName no-such-host.invalid\n    IdentityFile {root / 'user_key'}\n{common}")
+        f"Host vb-nowhere\n    HostName no-such-host.invalid\n    IdentityFile {root / 'user_key'}\n{common}\n"
+        f"Host vb-strangekey\n    HostName 127.0.0.1\n    Port {port}\n    IdentityFile {root / 'user_key'}\n"
+        + common.replace(str(root / "known_hosts"), str(root / "known_hosts_empty")))
+    (root / "known_hosts_empty").write_text("")
     return SSHServer(port=port, root=root, client_config=root / "ssh_config", proc=proc)
 
 

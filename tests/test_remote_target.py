@@ -120,7 +120,9 @@ def test_onnx_over_ssh_end_to_end(hosts, artifacts):
         assert prof["metrics"][key] > 0, key
     env = prof["environment"]
     assert env["host"] == "vb-host" and "thermal_state_before_wait" in env and env["runtime_version"]
-    assert prof["device"]["attributes"]["reachable"] and "ort" in prof["device"]["attributes"]["runtimes"]
+    dev = prof["device"]
+    assert dev["attributes"]["reachable"] and "ort" in dev["attributes"]["runtimes"]
+    assert dev["os"].startswith("Linux ") and dev["attributes"]["memory_bytes"] > 0 and dev["chipset"]
     assert cache.is_dir() and os.listdir(cache) == []  # agent, artifact and scratch removed
 
 

@@ -96,19 +96,36 @@ def bootstrap_interval(
     return (float(lo), float(hi))
 
 
-def _rank_test_p(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided Mann-Whitney U p-value (scipy when present, normal approximation otherwise)."""
-    try:
+def rank_test_p(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Two-sided Mann-Whitney U p-value.
+
+    For 20 or more samples on each side: the normal approximation with tie correction (what
+    scipy itself uses there, without importing scipy, which costs a second at start-up); for
+    smaller samples, scipy's exact method."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    n1, n2 = a.size, b.size
+    if n1 == 0 or n2 == 0:
+        return 1.0
+    if min(n1, n2) < 20:
         from scipy.stats import mannwhitneyu
 
         return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
-    except ImportError:  # pragma: no cover - scipy ships with scikit-learn
-        n1, n2 = a.size, b.size
-        ranks = np.argsort(np.argsort(np.concatenate([a, b]))) + 1
-        u = ranks[:n1].sum() - n1 * (n1 + 1) / 2
-        mu, sigma = n1 * n2 / 2, math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
-        z = abs(u - mu) / sigma if sigma else 0.0
-        return math.erfc(z / math.sqrt(2))
+    both = np.concatenate([a, b])
+    order = np.argsort(both, kind="mergesort")
+    ranks = np.empty(both.size, dtype=np.float64)
+    sorted_vals = both[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_vals, return_index=True, return_counts=True)
+    avg = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(avg, counts)
+    u = ranks[:n1].sum() - n1 * (n1 + 1) / 2
+    n = n1 + n2
+    tie = (counts**3 - counts).sum() / (n * (n - 1))
+    sigma = math.sqrt(n1 * n2 / 12 * ((n + 1) - tie))
+    if sigma == 0:
+        return 1.0
+    z = (abs(u - n1 * n2 / 2) - 0.5) / sigma  # continuity correction, as scipy
+    return float(min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2))))
 
 
 def drift(samples: Sequence[float] | np.ndarray) -> tuple[float, bool]:
@@ -122,7 +139,7 @@ def drift(samples: Sequence[float] | np.ndarray) -> tuple[float, bool]:
     first, last = x[:k], x[-k:]
     m0 = float(np.median(first))
     rel = float(np.median(last)) / m0 - 1 if m0 > 0 else 0.0
-    return (rel, _rank_test_p(first, last) < 0.01)
+    return (rel, rank_test_p(first, last) < 0.01)
 
 
 def count_outliers(samples: Sequence[float] | np.ndarray, k: float = 3.0) -> int:
@@ -171,4 +188,4 @@ def summarize(
 from harness.timing import LoopSettings, timed_loop  # noqa: E402
 
 __all__ = ["PERCENTILES", "LatencyStats", "LoopSettings", "bootstrap_interval", "count_outliers",
-           "drift", "summarize", "timed_loop"]
+           "drift", "rank_test_p", "summarize", "timed_loop"]

@@ -129,3 +129,16 @@ def test_loop_settings_are_checked():
         LoopSettings(min_iterations=0)
     with pytest.raises(ValueError):
         LoopSettings(min_iterations=10, max_iterations=5)
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.3, 1.0])
+def test_rank_test_matches_scipy(shift):
+    from scipy.stats import mannwhitneyu
+
+    from harness.measure import rank_test_p
+
+    rng = np.random.default_rng(11)
+    a = np.round(rng.normal(10, 1, 300), 1)  # rounded: ties, as timer resolution makes
+    b = np.round(rng.normal(10 + shift, 1, 250), 1)
+    assert rank_test_p(a, b) == pytest.approx(mannwhitneyu(a, b, alternative="two-sided").pvalue, rel=1e-6, abs=1e-12)
+    assert rank_test_p(a[:10], b[:12]) == pytest.approx(mannwhitneyu(a[:10], b[:12], alternative="two-sided").pvalue)

@@ -104,7 +104,7 @@ def padded_range(values: Sequence[float], log: bool = False, pad: float = 0.06) 
 
 
 def _svg(width: float, height: float, body: list[str], label: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+    return (f'<svg width="{width:.0f}" height="{height:.0f}" '
             f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{escape(label, quote=True)}" '
             f'style="{FONT};font-size:11px">' + "".join(body) + "</svg>")
 

@@ -81,8 +81,10 @@ def ratio_of_medians_interval(before: np.ndarray, after: np.ndarray, confidence:
 
 def compare_samples(before: Sequence[float], after: Sequence[float], alpha: float = ALPHA,
                     min_effect: float = MIN_EFFECT, confidence: float = 0.95, n_boot: int = 1000,
-                    seed: int = 0) -> Comparison:
-    """Whether ``after`` is slower, faster or no different from ``before`` (see module doc)."""
+                    seed: int = 0, full: bool = True) -> Comparison:
+    """Whether ``after`` is slower, faster or no different from ``before`` (see module doc).
+    With ``full=False`` the rank test runs only when the size allows a change, and the
+    bootstrap only when the test does too (NaN otherwise): what a scan over many cells needs."""
     a = np.asarray(before, dtype=np.float64)
     b = np.asarray(after, dtype=np.float64)
     med_a = float(np.median(a)) if a.size else math.nan
@@ -91,10 +93,14 @@ def compare_samples(before: Sequence[float], after: Sequence[float], alpha: floa
         return Comparison(med_a, med_b, med_b / med_a if med_a > 0 else math.nan, (math.nan, math.nan),
                           math.nan, int(a.size), int(b.size), min_effect, "too few samples")
     ratio = med_b / med_a
-    p = _rank_test_p(a, b)
-    lo, hi = ratio_of_medians_interval(a, b, confidence, n_boot, seed)
+    big_enough = abs(ratio - 1) >= min_effect
+    p = _rank_test_p(a, b) if big_enough or full else math.nan
+    candidate = big_enough and p < alpha
+    lo, hi = math.nan, math.nan
+    if candidate or full:
+        lo, hi = ratio_of_medians_interval(a, b, confidence, n_boot, seed)
     verdict = "no change"
-    if p < alpha and abs(ratio - 1) >= min_effect:
+    if candidate:
         if lo > 1:
             verdict = "slower"
         elif hi < 1:
@@ -254,7 +260,8 @@ def detect_changes(store: Store, run_id: str, last_n: int = 30, alpha: float = A
     samples = store.samples(needed) if needed else {}
     for trend, cids, lo, k, hi, source in wanted:
         effect = max(min_effect, NOISE_MULTIPLE * trend.noise)
-        cmp = compare_samples(_pooled(samples, cids[lo:k]), _pooled(samples, cids[k:hi]), alpha, effect)
+        cmp = compare_samples(_pooled(samples, cids[lo:k]), _pooled(samples, cids[k:hi]), alpha, effect,
+                              full=False)
         if cmp.changed:
             trend.changes.append(Change(trend.cell_key, trend.label, trend.run_ids[k], trend.run_indices[k],
                                         source, cmp))

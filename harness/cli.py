@@ -241,15 +241,296 @@ def _pick_device(target, target_name: str, name: str | None):
 
 
 
+@main.group()
+def aihub() -> None:
+    """Qualcomm AI Hub: its devices, and profiling on real Snapdragon hardware (needs an AI
+    Hub token: `qai-hub configure --api_token TOKEN` or QAI_HUB_API_TOKEN)."""
+
+
+@aihub.command("devices")
+@click.option("--device", "selectors", multiple=True,
+              help="Only these: a name, an attribute such as chipset:qualcomm-snapdragon-8gen3, "
+                   "optionally @OS or @[low,high).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def aihub_devices(selectors: tuple[str, ...], as_json: bool) -> None:
+    """The devices AI Hub offers now, with chipset, OS and the runtimes they take."""
+    from harness.tables import format_table
+    from targets.aihub import AIHubTarget
+    from targets.aihub.devices import device_row
+
+    hub = AIHubTarget()
+    rows = [device_row(d) for d in (hub.select(selectors) if selectors else hub.devices())]
+    if as_json:
+        emit_json(rows)
+        return
+    click.echo(format_table([(r["name"], r["os"], r["chipset"], ", ".join(r["runtimes"])) for r in rows],
+                            ["device", "os", "chipset", "runtimes"]))
+
+
+@aihub.command("profile")
+@click.argument("artifact", type=click.Path())
+@click.option("--device", "selectors", multiple=True, required=True,
+              help="Repeat for several devices: a name, chipset:NAME, optionally @OS or @[low,high).")
+@click.option("--runtime", default="tflite", show_default=True,
+              help="tflite, qnn_dlc, qnn_context_binary, onnx or precompiled_qnn_onnx.")
+@click.option("--compute-unit", default="npu", show_default=True, help="npu, gpu, cpu or all.")
+@click.option("--iterations", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Profiled inferences per device.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=3600.0, show_default=True,
+              help="Seconds to wait for each job; a job past it keeps running and a re-run picks it up.")
+@click.option("--parity", is_flag=True, help="Also run the seeded reference inputs and compare with PyTorch.")
+@click.option("--state", type=click.Path(), default=None,
+              help="Job journal for resuming (default: ~/.cache/vitbench/aihub/journal.json).")
+@click.option("--poll-interval", type=float, default=10.0, hidden=True)
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def aihub_profile(artifact: str, selectors: tuple[str, ...], runtime: str, compute_unit: str, iterations: int,
+                  timeout_s: float, parity: bool, state: str | None, poll_interval: float, quiet: bool,
+                  as_json: bool) -> None:
+    """Compile ARTIFACT (ONNX or pt2) for each device and profile it there, all at once."""
+    from harness.artifacts import Artifact
+    from harness.tables import format_table
+    from targets.aihub import AIHubTarget
+    from targets.base import ProfileSettings, TargetError
+
+    def progress(who: str, message: str) -> None:
+        if not quiet:
+            click.echo(f"[aihub] {who}: {message}", err=True)
+
+    hub = AIHubTarget(journal=state, poll_interval_s=poll_interval, progress=progress)
+    art = Artifact.load(artifact)
+    hub.check_artifact(art)
+    settings = ProfileSettings(runtime=runtime, compute_unit=compute_unit, timeout_s=timeout_s).with_loop(
+        min_iterations=iterations)
+    devices = hub.select(selectors)
+    results = hub.profile_many(art, devices, settings, parity=parity)
+    failed = [r for r in results if isinstance(r, TargetError)]
+    if as_json:
+        emit_json([{"device": d.name, "status": "failed", "kind": r.kind, "error": str(r)}
+                   if isinstance(r, TargetError) else {"device": d.name, "status": "done", "profile": r.to_dict()}
+                   for d, r in zip(devices, results, strict=True)])
+    else:
+        rows = []
+        for d, r in zip(devices, results, strict=True):
+            if isinstance(r, TargetError):
+                rows.append((d.name, d.chipset, f"failed ({r.kind})", None, None, None, None, None, ""))
+                continue
+            m = r.metrics
+            rows.append((d.name, d.chipset, "done", r.stats.p50, r.stats.p90, m.get("load_cold_ms"),
+                         m.get("peak_memory_mb"), m.get("compute_share_npu"), r.compute_unit.upper()))
+        click.echo(format_table(rows, ["device", "chipset", "status", "p50 ms", "p90 ms", "cold load ms",
+                                       "peak MB", "NPU layers", "unit"]))
+        for d, r in zip(devices, results, strict=True):
+            for w in ([] if isinstance(r, TargetError) else r.warnings):
+                click.echo(f"warning: {d.name}: {w}")
+    if failed:
+        for r in failed:
+            click.echo(f"failed: {r}", err=True)
+        raise UserError(f"{len(failed)} of {len(results)} devices failed; finished ones are shown above",
+                        exit_code=1)
+
+
+
+@aihub.command("infer")
+@click.argument("artifact", type=click.Path())
+@click.option("--device", "selector", required=True, help="One device: a name or chipset:NAME, optionally @OS.")
+@click.option("--inputs", "inputs_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help=".npy of shape (N, C, H, W); default: the artifact's seeded reference inputs (parity check).")
+@click.option("--allow-data-upload", is_flag=True,
+              help="Allow --inputs (real images) to be uploaded to AI Hub in this run.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the outputs to this .npy.")
+@click.option("--runtime", default="tflite", show_default=True)
+@click.option("--compute-unit", default="npu", show_default=True)
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=3600.0, show_default=True)
+@click.option("--state", type=click.Path(), default=None, help="Job journal for resuming.")
+@click.option("--poll-interval", type=float, default=10.0, hidden=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def aihub_infer(artifact: str, selector: str, inputs_path: str | None, allow_data_upload: bool, out: str | None,
+                runtime: str, compute_unit: str, timeout_s: float, state: str | None, poll_interval: float,
+                as_json: bool) -> None:
+    """Run inputs through ARTIFACT on one AI Hub device. Without --inputs: the seeded
+    synthetic inputs, compared with the PyTorch reference outputs."""
+    import numpy as np
+
+    from harness.artifacts import Artifact
+    from harness.parity import compare, load_reference
+    from targets.aihub import AIHubTarget
+    from targets.aihub.target import check_inputs_may_leave
+    from targets.base import ProfileSettings
+
+    hub = AIHubTarget(journal=state, poll_interval_s=poll_interval)
+    art = Artifact.load(artifact)
+    hub.check_artifact(art)
+    reference = None
+    if inputs_path:
+        data = np.load(inputs_path)
+        inputs = [data[i:i + 1].astype(np.float32) for i in range(len(data))]
+    else:
+        inputs, reference = load_reference(art.folder)
+    check_inputs_may_leave(art, inputs, allow_data_upload)  # before any traffic
+    settings = ProfileSettings(runtime=runtime, compute_unit=compute_unit, timeout_s=timeout_s)
+    (device,) = hub.select([selector])
+    outputs = hub.infer(art, device, inputs, allow_data_upload=allow_data_upload, settings=settings)
+    if out:
+        np.save(out, np.concatenate(outputs))
+    result: dict[str, Any] = {"device": device.name, "inputs": len(inputs),
+                              "top1": [int(np.argmax(o)) for o in outputs]}
+    if reference is not None:
+        parity = compare(reference, outputs)
+        result["parity"] = parity.to_dict() | {"failures": parity.failures(art.precision)}
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"{device.name}: {len(outputs)} outputs, top-1 {result['top1']}")
+    if reference is not None:
+        p = result["parity"]
+        click.echo(f"parity: max abs {p['max_abs']:.3g}, cosine {p['cosine']:.6f}, top-1 {p['top1']:.0%} "
+                   f"({'; '.join(p['failures']) or 'within ' + art.precision + ' tolerance'})")
+
 # -- run, plan, runs, report, gate, compare (plans, store, reports) ----------------------------
 
-# reports: runs, report, compare (reports/)
+def _plan(path: str | None):
+    from harness.plan import default_plan, load_plan
 
-STORE_HELP = "Results store: a file path, sqlite:///PATH or postgresql://... (default: $VITBENCH_STORE or ./vitbench-results.db)."
+    return load_plan(path) if path else default_plan()
+
+
+store_option = click.option("--store", "store_url", default=None, metavar="URL",
+                            help="Results store: a file path or postgresql://... "
+                                 "(default: $VITBENCH_STORE or ./vitbench-results.db).")
+
+
+@main.group()
+def plan() -> None:
+    """Benchmark plans (TOML)."""
+
+
+@plan.command("check")
+@click.argument("path", required=False)
+@click.option("--devices/--no-devices", default=True, show_default=True,
+              help="Ask each target which devices it reaches (off: list selectors only).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plan_check(path: str | None, devices: bool, as_json: bool) -> None:
+    """Validate PATH (default: the built-in plan) and print the expanded matrix."""
+    from harness.dispatch import expand
+    from harness.tables import format_table
+
+    p = _plan(path)
+    cells, _ = expand(p, resolve_targets=devices)
+    if as_json:
+        emit_json({"plan": p.to_dict(), "hash": p.hash, "cells": [
+            {"key": c.key, "model": c.model.label, "export": c.export.label, "target": c.target.name,
+             "device": c.device.name, "problem": c.problem} for c in cells]})
+        return
+    click.echo(f"plan {p.name} ({p.source}), hash {p.hash[:12]}: {len(cells)} cells")
+    rows = sorted((c.model.label, c.export.label, c.target.name, c.device.name, c.problem or "") for c in cells)
+    click.echo(format_table(rows, ["model", "export", "target", "device", "note"]))
 
 
 @main.command()
-@click.option("--store", "store_url", default=None, help=STORE_HELP)
+@click.argument("plan_path", required=False, metavar="[PLAN]")
+@store_option
+@click.option("--resume", "resume_id", default=None, metavar="RUN_ID", help="Finish this run: skip cells done.")
+@click.option("--run-id", default=None, help="Name the run (shards of one nightly share it).")
+@click.option("--new", "fresh", is_flag=True, help="A new run even if this plan and commit ran before.")
+@click.option("--shard", default=None, metavar="I/N", help="Run only slice I of N of the cells.")
+@click.option("--cache", default=None, metavar="DIR", help="Artifact cache (default: $VITBENCH_CACHE).")
+@click.option("--no-cache", is_flag=True, help="Re-export every artifact.")
+@click.option("--out", "out_dir", default="vitbench-out", show_default=True, help="Where reports are written.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+def run(plan_path, store_url, resume_id, run_id, fresh, shard, cache, no_cache, out_dir, quiet, as_json) -> None:
+    """Run PLAN (default: the built-in plan) and write results to the store."""
+    import time
+    from dataclasses import asdict
+
+    from harness.dispatch import Dispatcher, default_run_id, git_commit, parse_shard
+    from harness.store import open_store
+
+    p = _plan(plan_path)
+    shard_t = parse_shard(shard)
+    store = open_store(store_url)
+    if sum(bool(x) for x in (resume_id, run_id, fresh)) > 1:
+        raise UserError("use one of --resume, --run-id and --new")
+    if resume_id:
+        run_name, resume = resume_id, True
+    elif run_id:
+        run_name, resume = run_id, False
+    else:
+        run_name = default_run_id(p, git_commit())
+        if fresh:
+            run_name += time.strftime("-%Y%m%d-%H%M%S")
+        resume = False
+    summary = Dispatcher(p, store, shard=shard_t, cache=cache, no_cache=no_cache, quiet=quiet or as_json).run(
+        run_name, resume=resume)
+    written = _write_reports(store, summary.run_id, out_dir)
+    if as_json:
+        emit_json(asdict(summary) | {"reports": written})
+    else:
+        state = "finished" if summary.finished else "incomplete (resume with --resume " + summary.run_id + ")"
+        click.echo(f"run {summary.run_id}: {summary.done} done, {summary.failed} failed, {summary.skipped} already "
+                   f"done, of {summary.total} cells; {state}; {summary.seconds:.1f} s")
+        for f in summary.failures:
+            click.echo(f"  failed: {f}")
+        for path in written:
+            click.echo(f"report: {path}")
+
+
+def _write_reports(store, run_id: str, out_dir: str) -> list[str]:
+    """Markdown and HTML reports of the run, when the reports package can make them."""
+    try:
+        from reports import write_reports
+    except ImportError:
+        return []
+    return [str(p) for p in write_reports(store, run_id, out_dir)]
+
+
+@main.command()
+@click.argument("run_id", required=False)
+@store_option
+@click.option("--latency-ms", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Latency budget for every device (default: the plan's, 200 ms).")
+@click.option("--percentile", type=click.Choice(["50", "90"]), default=None, help="Gated percentile (default 90).")
+@click.option("--accuracy-retention", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Accuracy must keep this fraction of the reference.")
+@click.option("--device-budget", "device_budgets", multiple=True, metavar="DEVICE=MS",
+              help="A budget for one device (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable verdicts.")
+def gate(run_id, store_url, latency_ms, percentile, accuracy_retention, device_budgets, as_json) -> None:
+    """Pass / fail / inconclusive for RUN_ID (default: the latest run).
+
+    Exit codes: 0 pass, 1 fail, 3 inconclusive, 2 usage error."""
+    from harness import gate as gating
+    from harness.store import open_store
+
+    store = open_store(store_url)
+    run_row = store.run(run_id) if run_id else store.latest_run()
+    known = {c["device_name"] for c in store.cells([run_row["id"]])} | {
+        f"{c['target']}:{c['device_name']}" for c in store.cells([run_row["id"]])}
+    per_device = {}
+    for item in device_budgets:
+        dev, _, ms = item.rpartition("=")
+        try:
+            per_device[dev] = float(ms)
+        except ValueError:
+            raise UserError(f"--device-budget {item!r}: expected DEVICE=MS") from None
+        if not dev or per_device[dev] <= 0:
+            raise UserError(f"--device-budget {item!r}: expected DEVICE=MS with MS > 0")
+    budgets = gating.with_overrides(gating.budgets_from_plan(run_row.get("plan")), latency_ms,
+                                    int(percentile) if percentile else None, accuracy_retention, per_device, known)
+    result = gating.evaluate(store, run_row["id"], budgets)
+    missing = int(run_row.get("total_cells") or 0) - len(result.cells)
+    if as_json:
+        emit_json(result.to_dict() | {"missing_cells": missing})
+    else:
+        click.echo(gating.render(result, missing))
+    sys.exit(result.exit_code)
+
+
+# reports: runs, report, compare (reports/)
+
+@main.command()
+@store_option
 @click.option("--plan", "plan_name", default=None, help="Only runs of this plan.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Newest runs to list.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -275,7 +556,7 @@ def runs(store_url, plan_name, limit, as_json) -> None:
 @click.argument("run_id", required=False)
 @click.option("--format", "fmt", default="md", show_default=True, help="md | html | csv | json")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to this file (default: stdout).")
-@click.option("--store", "store_url", default=None, help=STORE_HELP)
+@store_option
 @click.option("--history", "history_runs", type=click.IntRange(min=0), default=30, show_default=True,
               help="Runs of the same plan to look back over for trends and changes (0: none).")
 def report(run_id, fmt, out, store_url, history_runs) -> None:
@@ -300,7 +581,7 @@ def report(run_id, fmt, out, store_url, history_runs) -> None:
 @main.command()
 @click.argument("run_a")
 @click.argument("run_b")
-@click.option("--store", "store_url", default=None, help=STORE_HELP)
+@store_option
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.01, show_default=True,
               help="Significance level of the Mann-Whitney test.")
 @click.option("--min-effect", type=click.FloatRange(min=0), default=0.05, show_default=True,
@@ -333,7 +614,6 @@ def compare(run_a, run_b, store_url, alpha, min_effect, as_json) -> None:
                             align="lrrrrrl"))
     counts = frame["verdict"].value_counts()
     click.echo(", ".join(f"{counts.get(v, 0)} {v}" for v in ("slower", "faster", "no change")))
-
 
 
 # -- train, compress, eval (compression and accuracy) ------------------------------------------

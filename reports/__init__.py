@@ -6,6 +6,6 @@ the history of its plan) and ``Report.render(fmt)`` writes Markdown, HTML, CSV o
 ``reports.svg`` the plots.
 """
 
-from reports.report import FORMATS, Report, render_report
+from reports.report import FORMATS, Report, render_report, write_reports
 
-__all__ = ["FORMATS", "Report", "render_report"]
+__all__ = ["FORMATS", "Report", "render_report", "write_reports"]

@@ -11,7 +11,9 @@ plan, collected once from the store and rendered in any format.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -80,3 +82,21 @@ def render_report(store: Store, run_id: str | None = None, fmt: str = "md",
     """The report of ``run_id`` (default: the latest run) as text in ``fmt``."""
     check_format(fmt)
     return Report.collect(store, run_id, history_runs, samples=fmt == "html").render(fmt)
+
+
+def write_reports(store: Store, run_id: str, out_dir: str | Path, history_runs: int = HISTORY_RUNS,
+                  formats: tuple[str, ...] = ("md", "html")) -> list[Path]:
+    """Write the run's reports as ``OUT_DIR/RUN_ID.md`` and ``.html`` (what `vitbench run`
+    leaves behind); returns their paths."""
+    for fmt in formats:
+        check_format(fmt)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report.collect(store, run_id, history_runs, samples="html" in formats)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", report.run_id)
+    paths = []
+    for fmt in formats:
+        path = out / f"{name}.{fmt}"
+        path.write_text(report.render(fmt), encoding="utf-8")
+        paths.append(path)
+    return paths

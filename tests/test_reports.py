@@ -303,3 +303,13 @@ def test_html_renders_in_headless_chromium(sqlite_nightly, tmp_path):
     assert img.size == (1400, 2000)
     colours = img.getcolors(maxcolors=1 << 20)
     assert colours is not None and len(colours) > 50  # text, tables and plots, not a blank page
+
+
+def test_write_reports_leaves_markdown_and_html(sqlite_nightly, tmp_path):
+    from reports import write_reports
+
+    store, ids, _ = sqlite_nightly
+    paths = write_reports(store, ids[2], tmp_path / "out")
+    assert [p.name for p in paths] == [f"{ids[2]}.md", f"{ids[2]}.html"]
+    assert paths[0].read_text().startswith(f"## vitbench report: run `{ids[2]}`")
+    assert "<h2>History</h2>" in paths[1].read_text()

@@ -114,12 +114,8 @@ def cells_frame(store: Store, run_ids: list[str]) -> pd.DataFrame:
 def gate_verdicts(store: Store, run_id: str) -> tuple[str | None, dict[int, tuple[str, str]], str]:
     """(run verdict, cell id -> (verdict, reasons), note) from the release gate with the run's
     own budgets. The note says why there are no verdicts when the gate cannot judge."""
-    try:
-        from harness.gate import evaluate
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("harness.gate", "harness.plan"):
-            raise
-        return None, {}, "the release gate is not installed in this vitbench"
+    from harness.gate import evaluate
+
     try:
         result = evaluate(store, run_id)
     except UserError as exc:

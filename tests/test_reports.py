@@ -313,3 +313,19 @@ def test_write_reports_leaves_markdown_and_html(sqlite_nightly, tmp_path):
     assert [p.name for p in paths] == [f"{ids[2]}.md", f"{ids[2]}.html"]
     assert paths[0].read_text().startswith(f"## vitbench report: run `{ids[2]}`")
     assert "<h2>History</h2>" in paths[1].read_text()
+
+
+def test_reports_of_a_first_run_with_nothing_measured(tmp_path):
+    store = open_store(tmp_path / "one.db")
+    ids = write_nightly(store, runs=1, cells=[FAILING_CELL])
+    store.create_run("empty", "nightly", "h", "c", {}, {}, {}, 3)  # started, nothing finished yet
+    for run_id in (ids[0], "empty"):
+        report = Report.collect(store, run_id)
+        assert report.history is None  # one finished run: no trend yet
+        md = report.render("md")
+        html = report.render("html")
+        doc = json.loads(report.render("json"))
+        assert doc["history"] is None and "No raw samples in this run" in html
+        assert "No cell has both a latency and an accuracy" in html
+    assert "0 of 1 cells done, 1 failed" in render_report(store, ids[0], "md")
+    assert "0 of 3 cells done, 0 failed, 3 not finished" in md and doc["cells"] == []

@@ -10,8 +10,9 @@ Two runs (``compare_runs``) or a run against the history of its plan (``detect_c
   flags noise.
 - Over a history, change points in the per-run medians (log scale) come from binary
   segmentation with a penalty scaled by the robust run-to-run noise; each candidate is then
-  confirmed by the sample test between the runs either side of it. The newest run, which a
-  segmentation cannot isolate, is compared with the runs since the last change.
+  confirmed by the sample test: the runs before it against its first run and against the runs
+  of its new level (up to three each side). The newest run, which a segmentation cannot
+  isolate, is compared with the runs since the last confirmed change.
 """
 
 from __future__ import annotations
@@ -221,7 +222,8 @@ def _pooled(samples: dict[int, list[float]], cell_ids: Sequence[int]) -> np.ndar
 
 
 def detect_changes(store: Store, run_id: str, last_n: int = 30, alpha: float = ALPHA,
-                   min_effect: float = MIN_EFFECT, frame: pd.DataFrame | None = None) -> History:
+                   min_effect: float = MIN_EFFECT, noise_multiple: float = NOISE_MULTIPLE,
+                   frame: pd.DataFrame | None = None) -> History:
     """Trends and confirmed changes of every cell over the last ``last_n`` runs of the run's
     plan (the run included, later runs ignored). ``frame`` may pass a ready
     :func:`reports.frame.history_frame`."""
@@ -232,8 +234,7 @@ def detect_changes(store: Store, run_id: str, last_n: int = 30, alpha: float = A
     run_ids = list(dict.fromkeys(hist["run_id"])) if len(hist) else [run_id]
     if run_id not in run_ids:
         run_ids.append(run_id)
-    trends: list[Trend] = []
-    wanted: list[tuple[Trend, list[int], int, int, int, str]] = []  # what needs raw samples
+    found: list[tuple[Trend, list[int], list[int]]] = []  # trend, cell ids per run, candidate cuts
     for key, rows in hist.groupby("cell_key", sort=True):
         rows = rows.sort_values("run_index")
         p50 = rows["p50_ms"].to_numpy(dtype=np.float64)
@@ -245,29 +246,38 @@ def detect_changes(store: Store, run_id: str, last_n: int = 30, alpha: float = A
         trend = Trend(cell_key=str(key), label=cell_label(rows.iloc[-1]), run_ids=list(rows["run_id"]),
                       run_indices=[int(i) for i in rows["run_index"]], p50_ms=[float(v) for v in p50],
                       p90_ms=[float(v) for v in rows["p90_ms"]], noise=run_to_run_noise(logs))
-        trends.append(trend)
-        cids = [int(c) for c in rows["cell_id"]]
-        cuts = change_points(logs)
-        bounds = [0, *cuts, len(rows)]
+        found.append((trend, [int(c) for c in rows["cell_id"]], change_points(logs)))
+    # one query for the raw samples of every run near a candidate and of the newest runs
+    needed: set[int] = set()
+    for _, cids, cuts in found:
+        for k in cuts:
+            needed.update(cids[max(0, k - POOL_RUNS):k + POOL_RUNS])
+        needed.update(cids[-POOL_RUNS - 1:])
+    samples = store.samples(sorted(needed)) if needed else {}
+    for trend, cids, cuts in found:
+        effect = max(min_effect, noise_multiple * trend.noise)
+        confirmed: list[int] = []
         for i, k in enumerate(cuts):
-            lo, hi = max(bounds[i], k - POOL_RUNS), min(bounds[i + 2], k + POOL_RUNS)
-            wanted.append((trend, cids, lo, k, hi, "change point"))
-        last = len(rows) - 1
-        if trend.run_ids[-1] == run_id and last >= 1 and last not in cuts:
-            start = max(bounds[-2] if cuts else 0, last - POOL_RUNS)
-            wanted.append((trend, cids, start, last, last + 1, "latest run"))
-    needed = sorted({c for _, cids, lo, _, hi, _ in wanted for c in cids[lo:hi]})
-    samples = store.samples(needed) if needed else {}
-    for trend, cids, lo, k, hi, source in wanted:
-        effect = max(min_effect, NOISE_MULTIPLE * trend.noise)
-        cmp = compare_samples(_pooled(samples, cids[lo:k]), _pooled(samples, cids[k:hi]), alpha, effect,
-                              full=False)
-        if cmp.changed:
-            trend.changes.append(Change(trend.cell_key, trend.label, trend.run_ids[k], trend.run_indices[k],
-                                        source, cmp))
-    for t in trends:
-        t.changes.sort(key=lambda c: c.run_index)
-    return History(plan_name=run["plan_name"], run_id=run_id, run_ids=run_ids, trends=trends)
+            lo = max(confirmed[-1] if confirmed else 0, k - POOL_RUNS)
+            hi = min(cuts[i + 1] if i + 1 < len(cuts) else len(cids), k + POOL_RUNS)
+            before = _pooled(samples, cids[lo:k])
+            # the first run of the new level must itself differ (a segment may start one run early) ...
+            first = compare_samples(before, _pooled(samples, cids[k:k + 1]), alpha, effect, full=False)
+            # ... and so must the new level as a whole
+            level = compare_samples(before, _pooled(samples, cids[k:hi]), alpha, effect, full=False)
+            if first.changed and level.verdict == first.verdict:
+                confirmed.append(k)
+                trend.changes.append(Change(trend.cell_key, trend.label, trend.run_ids[k], trend.run_indices[k],
+                                            "change point", level))
+        last = len(cids) - 1
+        if trend.run_ids[-1] == run_id and last >= 1 and last not in confirmed:
+            lo = max(confirmed[-1] if confirmed else 0, last - POOL_RUNS)
+            cmp = compare_samples(_pooled(samples, cids[lo:last]), _pooled(samples, cids[last:]), alpha, effect,
+                                  full=False)
+            if cmp.changed:
+                trend.changes.append(Change(trend.cell_key, trend.label, trend.run_ids[last],
+                                            trend.run_indices[last], "latest run", cmp))
+    return History(plan_name=run["plan_name"], run_id=run_id, run_ids=run_ids, trends=[t for t, _, _ in found])
 
 
 # -- two runs -------------------------------------------------------------------------------

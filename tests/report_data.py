@@ -61,7 +61,7 @@ CELLS: list[SyntheticCell] = [
     SyntheticCell("lite", "onnx", "fp32", *S24, "ort", "cpu", 182.0, cv=0.06, accuracy=0.861),
     SyntheticCell("lite", "executorch/xnnpack/fp32", "fp32", *S24, "xnnpack", "cpu", 171.0, accuracy=0.861),
     SyntheticCell("lite", "executorch/xnnpack/int8", "int8", *MTK, "xnnpack", "cpu", 96.0, cv=0.35,
-                  night_jitter=0.03, accuracy=0.848),  # the noisy one
+                  night_jitter=0.05, accuracy=0.848),  # the noisy one
     SyntheticCell("lite", "executorch/xnnpack/fp32", "fp32", *MTK, "xnnpack", "cpu", 214.0, accuracy=0.861),
     SyntheticCell("lite", "executorch/neuropilot/int8", "int8", *MTK, "neuron", "npu", 0.0,
                   fails="model"),

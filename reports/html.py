@@ -102,9 +102,9 @@ def _badge(verdict: str | None) -> str:
 
 
 def cell_table(report: Report) -> str:
-    heads = ["model", "format", "device", "p50 ms", "p90 ms", "p90 95% CI", "p99 ms", "CV",
+    heads = ["model", "format", "device", "verdict", "p50 ms", "p90 ms", "p90 95% CI", "p99 ms", "CV",
              "n", "load cold ms", "load warm ms", "first inf. ms", "peak MB", "compute unit", "parity",
-             "accuracy", "status", "verdict"]
+             "accuracy", "status"]
     out = ['<div class="wide"><table class="sortable" id="cells"><thead><tr>' + "".join(f"<th>{h}</th>" for h in heads)
            + "</tr></thead><tbody>"]
     for _, r in report.cells.iterrows():
@@ -116,13 +116,14 @@ def cell_table(report: Report) -> str:
         out.append(f'<tr class="{"failed" if r["status"] != "done" else ""}">'
                    + _td(r["model"]) + _td(r["export"])
                    + f'<td title="{escape(r["chipset"] + " · " + r["os"], quote=True)}">{escape(_device_key(r))}</td>'
+                   + f'<td data-sort="{escape(verdict)}"><span class="badge {escape(verdict or "none")}"'
+                   + f' data-tip="{escape(tip, quote=True)}">{escape(verdict or "–")}</span></td>'
                    + _num_td(r["p50_ms"]) + _num_td(r["p90_ms"]) + _td(ci, r["p90_ci_high_ms"]) + _num_td(r["p99_ms"])
                    + _num_td(r["cv"] * 100, suffix="%")
                    + _num_td(r["iterations"], 0) + _num_td(r["load_cold_ms"]) + _num_td(r["load_warm_ms"])
                    + _num_td(r["first_inference_ms"]) + _num_td(r["peak_memory_mb"]) + _td(compute_text(r))
                    + _td(parity_text(r), r["parity_cosine"]) + _td(accuracy_text(r), r["accuracy"]) + _td(status)
-                   + f'<td data-sort="{escape(verdict)}"><span class="badge {escape(verdict or "none")}"'
-                   + f' data-tip="{escape(tip, quote=True)}">{escape(verdict or "–")}</span></td></tr>')
+                   + '</tr>')
     out.append("</tbody></table></div>")
     return "".join(out)
 

@@ -76,7 +76,11 @@ class Scale:
                     if self.lo <= v <= self.hi:
                         out.append(v)
             return out if len(out) >= 2 else [self.lo, self.hi]
-        return nice_ticks(self.lo, self.hi, n)
+        ticks = nice_ticks(self.lo, self.hi, n)
+        while len(ticks) < 3 and n < 12:  # a narrow range: finer steps rather than one lonely tick
+            n += 2
+            ticks = nice_ticks(self.lo, self.hi, n)
+        return ticks
 
 
 def nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:

@@ -346,3 +346,14 @@ def test_markdown_keeps_its_table_when_a_reason_has_pipes_and_newlines(tmp_path)
     row = next(ln for ln in text.splitlines() if ln.startswith("| lite |"))
     assert row.count(" | ") == 11 and "\\|" not in row
     assert "- **lite · onnx · host:host** — infrastructure: adb \\| shell exited 137 (attempts: 1)" in text
+
+
+def test_plot_helpers():
+    from reports.svg import Point, Scale, nice_ticks, pareto_front
+
+    assert nice_ticks(0, 1, 6) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert len(Scale(4.13, 4.27, 0, 100).ticks(4)) >= 3  # narrow ranges still get a scale
+    assert Scale(1, 1000, 0, 300, log=True)(10) == pytest.approx(100)
+    pts = [Point(10, 0.80, "a"), Point(20, 0.85, "b"), Point(15, 0.79, "dominated"), Point(50, 0.85, "slower, same"),
+           Point(60, 0.86, "c")]
+    assert [p.label for p in pareto_front(pts)] == ["a", "b", "c"]

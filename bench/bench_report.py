@@ -36,6 +36,20 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def fresh(what: str, commands: list[list[str]], repeat: int, env: dict, cwd: Path) -> None:
+    """Median wall and CPU time of running ``commands`` one after the other, against the budget."""
+    wall, cpu = [], []
+    for _ in range(repeat):
+        start, cpu0 = time.perf_counter(), _children_cpu()
+        for cmd in commands:
+            subprocess.run(cmd, check=True, env=env, cwd=cwd, capture_output=True)
+        wall.append(time.perf_counter() - start)
+        cpu.append(_children_cpu() - cpu0)
+    w, c = statistics.median(wall), statistics.median(cpu)
+    print(f"{what}: {w:.3f} s wall, {c:.3f} s CPU; budget {BUDGET_S:.1f} s; ratio time/budget {w / BUDGET_S:.3f} "
+          f"(CPU {c / BUDGET_S:.3f})")
+
+
 def twenty_cells():
     extra = [replace(c, model="small", p50_ms=c.p50_ms * 0.55) for c in CELLS if not c.fails][:20 - len(CELLS)]
     return CELLS + extra
@@ -95,32 +109,13 @@ def main() -> int:
         # What a CI job pays: fresh processes, imports included, one per format.
         root = Path(__file__).resolve().parents[1]
         env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        one, one_cpu = [], []
         script = ("import sys; from harness.store import open_store; from reports import write_reports; "
                   "st = open_store(sys.argv[1]); write_reports(st, st.latest_run()['id'], sys.argv[2])")
-        for _ in range(args.repeat):
-            start, cpu0 = time.perf_counter(), _children_cpu()
-            subprocess.run([sys.executable, "-c", script, str(path), str(Path(tmp) / "out")], check=True, env=env,
-                           cwd=root, capture_output=True)
-            one.append(time.perf_counter() - start)
-            one_cpu.append(_children_cpu() - cpu0)
-        o, ocpu = statistics.median(one), statistics.median(one_cpu)
-        print(f"md + html in one fresh process (what `vitbench run` does at its end, imports included): "
-              f"{o:.3f} s wall, {ocpu:.3f} s CPU; budget {BUDGET_S:.1f} s; ratio time/budget {o / BUDGET_S:.3f} "
-              f"(CPU {ocpu / BUDGET_S:.3f})")
-        cold, cold_cpu = [], []
-        for _ in range(args.repeat):
-            start, cpu0 = time.perf_counter(), _children_cpu()
-            for fmt in ("md", "html"):
-                subprocess.run([sys.executable, "-m", "harness.cli", "report", "--store", str(path), "--format", fmt,
-                                "--out", str(Path(tmp) / f"report.{fmt}")], check=True, env=env, cwd=root,
-                               capture_output=True)
-            cold.append(time.perf_counter() - start)
-            cold_cpu.append(_children_cpu() - cpu0)
-        c, cpu = statistics.median(cold), statistics.median(cold_cpu)
-        print(f"`vitbench report --format md` + `--format html` as two fresh processes (imports included): "
-              f"{c:.3f} s wall, {cpu:.3f} s CPU; budget {BUDGET_S:.1f} s; ratio time/budget {c / BUDGET_S:.3f} "
-              f"(CPU {cpu / BUDGET_S:.3f})")
+        fresh("md + html in one fresh process (what `vitbench run` does at its end, imports included)",
+              [[sys.executable, "-c", script, str(path), str(Path(tmp) / "out")]], args.repeat, env, root)
+        fresh("`vitbench report --format md` + `--format html` as two fresh processes (imports included)",
+              [[sys.executable, "-m", "harness.cli", "report", "--store", str(path), "--format", fmt, "--out",
+                str(Path(tmp) / f"report.{fmt}")] for fmt in ("md", "html")], args.repeat, env, root)
         print(f"load average during the run: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on "
               f"{os.cpu_count()} cores (wall times above include waiting for a core)")
     return 0

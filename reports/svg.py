@@ -314,9 +314,15 @@ def trend_plot(run_labels: Sequence[str], positions: Sequence[int], p50: Sequenc
         body.append(f'<line x1="{left}" x2="{right}" y1="{_f(y)}" y2="{_f(y)}" stroke="#eee"/>')
         body.append(f'<text x="{left - 4}" y="{_f(y + 4)}" text-anchor="end" fill="#444">{fmt_number(t)}</text>')
     body.append(f'<text x="{left - 4}" y="{top - 10}" text-anchor="end" fill="#444">{escape(unit)}</text>')
-    body.append(f'<text x="{left}" y="{height - 6}" fill="#666">{escape(run_labels[0] if run_labels else "")}</text>')
-    body.append(f'<text x="{right}" y="{height - 6}" text-anchor="end" fill="#666">'
-                f'{escape(run_labels[-1] if run_labels else "")}</text>')
+    room = int((right - left) / 2 / 6.0) - 1  # first and last run id share the axis; keep their ends
+
+    def tail(text: str) -> str:
+        return text if len(text) <= room else "…" + text[-(room - 1):]
+
+    if run_labels:
+        body.append(f'<text x="{left}" y="{height - 6}" fill="#666">{escape(tail(run_labels[0]))}</text>')
+        body.append(f'<text x="{right}" y="{height - 6}" text-anchor="end" fill="#666">'
+                    f'{escape(tail(run_labels[-1]))}</text>')
     for pos, text in changes:
         x = sx(pos - 0.5)
         body.append(f'<g class="mark change"{_tip(text)}>{_title(text)}<line x1="{_f(x)}" x2="{_f(x)}" '

@@ -54,14 +54,15 @@ def _chromium(page: Path, workdir: Path, *args: str) -> subprocess.CompletedProc
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
-def render_page(page: Path, workdir: Path, size: str = "1400,2000") -> PageRun:
-    """Open ``page`` twice in headless Chromium: once for a screenshot, once to dump the DOM
-    after its scripts ran. Console messages of both runs are collected."""
+def render_page(page: Path, workdir: Path, size: str = "1400,2000", screenshot: bool = True) -> PageRun:
+    """Open ``page`` in headless Chromium: once for a screenshot (unless ``screenshot`` is
+    False), once to dump the DOM after its scripts ran. Console messages of both are collected."""
     shot = workdir / "shot.png"
-    first = _chromium(page, workdir, f"--screenshot={shot}", f"--window-size={size}")
-    second = _chromium(page, workdir, "--dump-dom")
-    log = first.stderr + "\n" + second.stderr
-    if first.returncode != 0 or second.returncode != 0:
-        raise AssertionError(f"chromium failed ({first.returncode}/{second.returncode}):\n{log[-3000:]}")
+    runs = [_chromium(page, workdir, f"--screenshot={shot}", f"--window-size={size}")] if screenshot else []
+    runs.append(_chromium(page, workdir, "--dump-dom"))
+    second = runs[-1]
+    log = "\n".join(r.stderr for r in runs)
+    if any(r.returncode != 0 for r in runs):
+        raise AssertionError(f"chromium failed ({[r.returncode for r in runs]}):\n{log[-3000:]}")
     msgs = console_messages(log)
     return PageRun(screenshot=shot, dom=second.stdout, console=msgs, log=log)

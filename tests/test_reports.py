@@ -357,3 +357,27 @@ def test_plot_helpers():
     pts = [Point(10, 0.80, "a"), Point(20, 0.85, "b"), Point(15, 0.79, "dominated"), Point(50, 0.85, "slower, same"),
            Point(60, 0.86, "c")]
     assert [p.label for p in pareto_front(pts)] == ["a", "b", "c"]
+
+
+def test_html_table_sorts_when_a_header_is_clicked(sqlite_nightly, tmp_path):
+    store, ids, _ = sqlite_nightly
+    html = Report.collect(store, ids[-1], history_runs=0).render("html")
+    # click "p50 ms" (5th column) twice and record the order each click gave
+    probe = ("<script>var th = document.querySelector('#cells thead th:nth-child(5)');"
+             "function order() { return Array.prototype.map.call(document.querySelectorAll('#cells tbody tr'),"
+             " function (r) { return r.cells[4].getAttribute('data-sort'); }).join(';'); }"
+             "th.click(); document.body.setAttribute('data-asc', order());"
+             "th.click(); document.body.setAttribute('data-desc', order());</script></body>")
+    page = tmp_path / "sort.html"
+    page.write_text(html.replace("</body>", probe), encoding="utf-8")
+    run = render_page(page, tmp_path, screenshot=False)
+    assert run.console == [], run.console
+
+    def order(attr):
+        raw = run.dom.split(f'data-{attr}="')[1].split('"')[0].split(";")
+        return [float(v) if v else None for v in raw]
+
+    asc, desc = order("asc"), order("desc")
+    numbers = sorted(v for v in asc if v is not None)
+    assert asc == numbers + [None]  # ascending, the failed cell (no number) last
+    assert desc == numbers[::-1] + [None]

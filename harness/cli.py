@@ -169,6 +169,7 @@ def android_profile(artifact, serial, runner, runner_files, iterations, warmup, 
     """Profile ARTIFACT (.pte or .onnx with its manifest) on one phone."""
     from harness.artifacts import Artifact
     from targets.android import AndroidTarget
+    from targets.android_runners import FORMAT_KIND
     from targets.base import ProfileSettings
 
     art = Artifact.load(artifact)
@@ -179,7 +180,8 @@ def android_profile(artifact, serial, runner, runner_files, iterations, warmup, 
     settings = settings.with_loop(warmup_iterations=warmup, warmup_seconds=0.0)
     if iterations is not None:
         settings = settings.with_loop(min_iterations=iterations, min_seconds=0.0)
-    with AndroidTarget(adb_address) as target:
+    runners = {FORMAT_KIND.get(art.format, art.format): runner} if runner else None
+    with AndroidTarget(adb_address, runners=runners) as target:
         device = target.device(serial)
         prof = target.profile(art, device, settings)
         result = target.parity(art, device) if parity else None

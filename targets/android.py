@@ -67,6 +67,7 @@ from targets.android_runners import (
     shell_join,
 )
 from targets.base import Device, Profile, ProfileSettings, TargetError
+from targets.etdump import BackendTimes
 
 WORK_DIR = "/data/local/tmp/vitbench"
 MARK = "vitbench-"
@@ -134,7 +135,7 @@ class RunResult:
     peak_kb: int | None
     pid: int | None
     text: str
-    etdump: dict[str, Any] | None = None
+    etdump: BackendTimes | None = None
 
 
 class _PhoneLost(Exception):
@@ -200,14 +201,17 @@ class AndroidTarget:
         self._on_phone: dict[str, set[str]] = {}  # serial -> hash-addressed files kept there
         self._info: dict[str, PhoneInfo] = {}
         self._locks: dict[str, threading.Lock] = {}
+        self._flags: dict[tuple[str, str], set[str]] = {}  # (serial, runner sha256) -> its gflags
 
     # -- what is there --------------------------------------------------------------------
 
     def unavailable_reason(self) -> str:
         try:
-            self.client.version()
+            AdbClient(self.client.address, timeout=3.0).version()
         except AdbServerUnreachable as exc:
             return str(exc)
+        except (AdbError, OSError) as exc:
+            return f"the adb server at {self.client.address} did not answer host:version ({exc})"
         return ""
 
     def devices(self) -> list[Device]:
@@ -275,7 +279,8 @@ class AndroidTarget:
         samples: list[float] = []  # what was measured so far: kept if the cell fails
         try:
             info = self._phone_info(serial)
-            warnings = [w for w in [check_runner_abi(runner, info.abi)] if w]
+            abi_note = check_runner_abi(runner, info.abi)
+            warnings: list[str] = []
             with self._workspace(phone, opts.keep_on_device) as ws:
                 state_before, wait = self._wait_cool(phone, opts)
                 if not wait["cooled"]:
@@ -293,8 +298,10 @@ class AndroidTarget:
         except _PhoneLost as exc:
             raise TargetError(f"{exc} while profiling {artifact.path.name}; measured {len(samples)} executions "
                               "before; re-run to resume", kind="infrastructure", samples_ms=samples) from None
-        return self._profile(artifact, device, settings, opts, runner, runs, rounds, samples, warnings,
+        prof = self._profile(artifact, device, settings, opts, runner, runs, rounds, samples, warnings,
                              state_before, state_after, wait, pinned, info)
+        prof.details["runner"]["abi_check"] = abi_note or f"ELF for {info.abi}"
+        return prof
 
     def _profile(self, artifact, device, settings, opts, runner, runs, rounds, samples, warnings,
                  state_before, state_after, wait, pinned, info) -> Profile:
@@ -319,13 +326,13 @@ class AndroidTarget:
         }
         dumps = [r.etdump for r in runs if r.etdump]
         if dumps:
-            d = dumps[-1]
-            details["etdump"] = d
-            n = max(len(d["execute_ms"]), 1)
-            metrics["etdump_delegate_ms"] = d["delegate_ms"] / n
-            metrics["etdump_cpu_kernels_ms"] = d["operator_ms"] / n
+            d, skip = dumps[-1], self._warmup(settings)
+            details["etdump"] = d.to_dict() | {"delegate": artifact.delegate, "warmup_executions": skip}
+            measured = max(d.executions - skip, 1)
+            metrics["etdump_delegate_ms"] = sum(d.delegate_ms[skip:]) / measured
+            metrics["etdump_cpu_kernels_ms"] = sum(d.operator_ms[skip:]) / measured
             units |= {"etdump_delegate_ms": "ms", "etdump_cpu_kernels_ms": "ms"}
-            share = d["delegated_share"]
+            share = d.delegated_share(skip)
             if unit == "cpu":
                 metrics["compute_share_cpu"] = 1.0
             else:
@@ -356,6 +363,10 @@ class AndroidTarget:
             self.name, device, artifact.sha256, RUNTIME[runner.kind], samples, metrics=metrics, units=units,
             compute_unit=unit, environment=env, warnings=warnings, settings=settings.to_dict(), details=details,
         )
+
+    @staticmethod
+    def _warmup(settings: ProfileSettings) -> int:
+        return max(0, settings.loop.warmup_iterations)
 
     @staticmethod
     def _compute_unit(artifact: Artifact, settings: ProfileSettings, opts: AndroidOptions, info: PhoneInfo) -> str:
@@ -506,8 +517,11 @@ class _Workspace:
         (cpu_threads, print_output, etdump_path) are passed only where they exist."""
         if runner.kind != "executorch":
             return set()
-        text = self.phone.sh(f"{shell_join([remote_runner])} --help 2>&1 | head -200", timeout=60).stdout
-        return help_flags(text) or set()
+        key = (self.phone.serial, self.target._sha(runner.path))
+        if key not in self.target._flags:
+            text = self.phone.sh(f"{shell_join([remote_runner])} --help 2>&1 | head -200", timeout=60).stdout
+            self.target._flags[key] = help_flags(text)
+        return set(self.target._flags[key])
 
     def launch(self, runner: Runner, remote_runner: str, args: list[str], timeout: float,
                pin: list[int] | None = None, env: dict[str, str] | None = None) -> RunResult:
@@ -569,7 +583,7 @@ class _Measure:
         self.model, self.flags, self.settings, self.opts = model, flags, settings, opts
         self.pinned, self.samples = pinned, samples
         self.info = target._phone_info(ws.phone.serial)
-        self.warmup = max(0, settings.loop.warmup_iterations)
+        self.warmup = AndroidTarget._warmup(settings)
 
     def run(self) -> tuple[list[RunResult], list[dict[str, Any]]]:
         loop = self.settings.loop
@@ -603,8 +617,8 @@ class _Measure:
         out = res.output
         if etdump and res.exit_code == 0:
             res.etdump = self._etdump(etdump)
-            if res.etdump and not out.samples_ms and res.etdump["execute_ms"]:
-                out.samples_ms = list(res.etdump["execute_ms"])
+            if res.etdump and not out.samples_ms and res.etdump.execute_ms:
+                out.samples_ms = list(res.etdump.execute_ms)
                 out.first_inference_ms = out.samples_ms[0]
         if res.exit_code == 0 and not out.samples_ms and out.summary.get("mean_ms") is not None:
             out.samples_ms = [out.summary["mean_ms"]] * (1 + self.warmup)
@@ -617,14 +631,14 @@ class _Measure:
                               f"last lines: {_tail(res.text)}", kind="measurement")
         return res
 
-    def _etdump(self, remote: str) -> dict[str, Any] | None:
+    def _etdump(self, remote: str) -> BackendTimes | None:
         from targets.etdump import backend_times, read_etdump
 
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / "model.etdump"
             try:
                 self.ws.phone.pull(remote, local)
-                return backend_times(read_etdump(local)).to_dict()
+                return backend_times(read_etdump(local))
             except (AdbError, UserError):
                 return None
 

@@ -14,6 +14,7 @@ ticks, nanoseconds on the posix and Android PALs.
 
 from __future__ import annotations
 
+import bisect
 import importlib.util
 import json
 import os
@@ -56,49 +57,63 @@ def read_etdump(path: str | Path) -> dict[str, Any]:
                                    str(Path(d) / SCHEMA), "--", str(src)], capture_output=True, text=True)
             out = Path(d) / "dump.json"
             if proc.returncode == 0 and out.is_file():
-                return json.loads(out.read_text())
+                doc = json.loads(out.read_text())
+                if doc.get("run_data"):
+                    return doc
     raise UserError(f"{path} is not an ETDump the installed executorch can read")
 
 
 @dataclass
 class BackendTimes:
-    """Time per execution, split between delegates and portable CPU kernels (ms)."""
+    """Per execution (in order): its time, the part in delegate calls and the part in
+    portable CPU kernels (ms)."""
 
     execute_ms: list[float] = field(default_factory=list)  # one per Method::execute
-    delegate_ms: float = 0.0  # total over all executions
-    operator_ms: float = 0.0
+    delegate_ms: list[float] = field(default_factory=list)
+    operator_ms: list[float] = field(default_factory=list)
     load_method_ms: float | None = None
 
     @property
     def executions(self) -> int:
         return len(self.execute_ms)
 
-    @property
-    def delegated_share(self) -> float:
-        total = self.delegate_ms + self.operator_ms
-        return self.delegate_ms / total if total > 0 else 0.0
+    def delegated_share(self, skip: int = 0) -> float:
+        """Share of kernel time spent in delegates, over the executions after ``skip``."""
+        d, o = sum(self.delegate_ms[skip:]), sum(self.operator_ms[skip:])
+        return d / (d + o) if d + o > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["delegated_share"] = self.delegated_share
+        d["delegated_share"] = self.delegated_share()
         return d
 
 
 def backend_times(etdump: dict[str, Any]) -> BackendTimes:
+    """Split each ``Method::execute`` into its DELEGATE_CALL and OPERATOR_CALL events (an event
+    belongs to the execution whose interval holds its start)."""
+    spans, calls = [], []
     out = BackendTimes()
     for run in etdump.get("run_data") or []:
         for event in run.get("events") or []:
             pe = event.get("profile_event")
             if not pe:
                 continue
-            ms = (int(pe.get("end_time", 0)) - int(pe.get("start_time", 0))) / 1e6
+            start, end = int(pe.get("start_time", 0)), int(pe.get("end_time", 0))
             name = pe.get("name") or ""
             if name == "Method::execute":
-                out.execute_ms.append(ms)
-            elif name == "DELEGATE_CALL":
-                out.delegate_ms += ms
-            elif name == "OPERATOR_CALL":
-                out.operator_ms += ms
+                spans.append((start, end))
+            elif name in ("DELEGATE_CALL", "OPERATOR_CALL"):
+                calls.append((start, (end - start) / 1e6, name == "DELEGATE_CALL"))
             elif name == "Program::load_method":
-                out.load_method_ms = ms
+                out.load_method_ms = (end - start) / 1e6
+    spans.sort()
+    out.execute_ms = [(e - s) / 1e6 for s, e in spans]
+    out.delegate_ms = [0.0] * len(spans)
+    out.operator_ms = [0.0] * len(spans)
+    starts = [s for s, _ in spans]
+    for start, ms, delegated in calls:
+        i = bisect.bisect_right(starts, start) - 1
+        if i < 0 or start > spans[i][1]:
+            continue
+        (out.delegate_ms if delegated else out.operator_ms)[i] += ms
     return out

@@ -5,10 +5,11 @@ The adb server (``adb start-server``; it listens on 127.0.0.1:5037 unless
 goes on a TCP connection of its own as a 4-hex-digit length and the request text; the server
 answers ``OKAY`` or ``FAIL`` with a length-prefixed message.
 
-- ``host:version``, ``host:devices-l``: asked of the server itself;
+- ``host:version``, ``host:devices-l``, ``host-serial:SERIAL:features``: asked of the server;
 - ``host:transport:SERIAL``: switches the connection to one phone, after which
   ``shell,v2,raw:CMD`` runs a command (stdout, stderr and the exit code come back as shell
-  protocol packets: id byte, little-endian length, data) and ``sync:`` starts a file
+  protocol packets: id byte, little-endian length, data; phones without ``shell_v2`` get
+  ``shell:CMD`` and a raw stream) and ``sync:`` starts a file
   session (``STAT``/``SEND``/``RECV`` requests, ``DATA``/``DONE``/``OKAY``/``FAIL``
   replies, ``QUIT``).
 
@@ -175,6 +176,7 @@ class AdbClient:
     def __init__(self, address: str | None = None, timeout: float = 30.0):
         self.host, self.port = server_address(address)
         self.timeout = timeout
+        self._features: dict[str, set[str]] = {}
 
     @property
     def address(self) -> str:
@@ -213,12 +215,28 @@ class AdbClient:
             raise
         return c
 
+    def features(self, serial: str) -> set[str]:
+        """What the phone's adbd supports ("shell_v2", "cmd", "stat_v2", ...)."""
+        if serial not in self._features:
+            with self._connect() as c:
+                try:
+                    c.request(f"host-serial:{serial}:features")
+                except AdbError as exc:
+                    raise DeviceNotFound(f"device {serial!r} is not attached ({exc}); "
+                                         "`adb devices` lists the attached ones") from None
+                self._features[serial] = set(c.read_hex_string().strip().split(","))
+        return self._features[serial]
+
     # -- shell --------------------------------------------------------------------------------
 
     def shell(self, serial: str, command: str, timeout: float | None = None) -> ShellResult:
         """Run ``command`` with ``sh -c`` on the phone; stdout, stderr and the exit code.
 
-        Uses the v2 shell protocol (adb 7.0+: separate streams and an exit code)."""
+        Uses the v2 shell protocol (Android 7+: separate streams and an exit code) when the
+        phone has it, else the raw ``shell:`` stream with the exit code echoed at its end
+        (stderr then arrives mixed into stdout)."""
+        if "shell_v2" not in self.features(serial):
+            return self._shell_v1(serial, command, timeout)
         with self._transport(serial, timeout) as c:
             c.request(f"shell,v2,raw:{command}")
             out, err, code = bytearray(), bytearray(), None
@@ -234,6 +252,27 @@ class AdbClient:
                 elif kind == SHELL_EXIT:
                     code = data[0] if data else 255
         return ShellResult(out.decode(errors="replace"), err.decode(errors="replace"), code)
+
+    def _shell_v1(self, serial: str, command: str, timeout: float | None) -> ShellResult:
+        mark = "vitbench-adb-exit:"
+        with self._transport(serial, timeout) as c:
+            c.request(f"shell:(\n{command}\n); echo {mark}$?")
+            out = bytearray()
+            while True:
+                try:
+                    chunk = c.sock.recv(65536)
+                except TimeoutError:
+                    raise
+                except OSError as exc:
+                    raise DeviceGone(f"connection lost ({exc})", out.decode(errors="replace")) from None
+                if not chunk:
+                    break
+                out += chunk
+        text = out.decode(errors="replace").replace("\r\n", "\n")
+        head, sep, tail = text.rpartition(mark)
+        if not sep:
+            raise DeviceGone("the shell stream ended before the command finished", text)
+        return ShellResult(head, "", int(tail.strip() or 255))
 
     @staticmethod
     def _shell_packet(c: _Conn) -> tuple[int, bytes]:

@@ -62,6 +62,7 @@ class FakePhone:
     physics: dict = field(default_factory=dict)  # read by the stand-in runners
     drop_on: tuple[str, int] | None = None  # (command substring, packets sent before the drop)
     present: bool = True
+    shell_v2: bool = True  # False: an adbd before Android 7, raw shell: only
     sends: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
 
@@ -232,6 +233,13 @@ class FakeAdbServer:
                     if req.endswith("-l") else ""
                 lines.append(f"{p.serial}\tdevice{extra}\n" if not extra else f"{p.serial:<22} device{extra}\n")
             self._okay(sock, "".join(lines))
+        elif req.startswith("host-serial:") and req.endswith(":features"):
+            phone = self.phones.get(req.split(":")[1])
+            if phone is None or not phone.present:
+                self._fail(sock, f"device '{req.split(':')[1]}' not found")
+                return
+            self._okay(sock, ",".join(["cmd", "stat_v2", "ls_v2", "fixed_push_mkdir", "apex"]
+                                      + (["shell_v2"] if phone.shell_v2 else [])))
         elif req.startswith("host:transport:"):
             serial = req.split(":", 2)[2]
             phone = self.phones.get(serial)
@@ -241,9 +249,12 @@ class FakeAdbServer:
             self._okay(sock)
             service = self._read_request(sock)
             self.requests.append(f"{serial}:{service.split(':')[0]}")
-            if service.startswith("shell,v2,raw:") or service.startswith("shell,v2:"):
+            if (service.startswith("shell,v2,raw:") or service.startswith("shell,v2:")) and phone.shell_v2:
                 self._okay(sock)
                 self._shell(sock, phone, service.split(":", 1)[1])
+            elif service.startswith("shell:"):
+                self._okay(sock)
+                self._shell(sock, phone, service.split(":", 1)[1], v1=True)
             elif service == "sync:":
                 self._okay(sock)
                 self._sync(sock, phone)
@@ -254,7 +265,9 @@ class FakeAdbServer:
 
     # -- shell --------------------------------------------------------------------------------
 
-    def _shell(self, sock: socket.socket, phone: FakePhone, command: str) -> None:
+    def _shell(self, sock: socket.socket, phone: FakePhone, command: str, v1: bool = False) -> None:
+        """v2: packets (id, length, data) and an exit packet; v1 (``v1``): the raw bytes of
+        stdout and stderr together, then the connection closes."""
         phone.commands.append(command)
         env = dict(os.environ, PHONE=str(phone.root), HOME=str(phone.root),
                    PATH=f"{phone.root / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}")
@@ -285,14 +298,17 @@ class FakeAdbServer:
                     os.killpg(proc.pid, signal.SIGKILL)
                     sock.shutdown(socket.SHUT_RDWR)
                     return
-                sock.sendall(bytes([kind]) + struct.pack("<I", len(data)) + data)
+                sock.sendall(data if v1 else bytes([kind]) + struct.pack("<I", len(data)) + data)
                 sent += 1
             code = proc.wait(timeout=120)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        sock.sendall(bytes([3]) + struct.pack("<I", 1) + bytes([code & 0xFF]))
+        if v1:
+            sock.shutdown(socket.SHUT_RDWR)
+        else:
+            sock.sendall(bytes([3]) + struct.pack("<I", 1) + bytes([code & 0xFF]))
 
     # -- sync ---------------------------------------------------------------------------------
 

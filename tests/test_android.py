@@ -75,6 +75,17 @@ def test_client_speaks_the_host_protocol(lab):
         client.shell("NOPE", "true")
 
 
+@pytest.mark.parametrize("lab", [{"mtk": {"shell_v2": False}}], indirect=True)
+def test_phone_without_shell_v2_gets_the_raw_shell(lab):
+    client = AdbClient(lab.srv.address)
+    assert "shell_v2" not in client.features("10AD5F0MTK") and "shell_v2" in client.features("R5CX10SNAP")
+    res = client.shell("10AD5F0MTK", "echo out; echo err >&2; exit 3")
+    assert res.exit_code == 3 and "out" in res.stdout and "err" in res.stdout
+    prof = lab.target.profile(make_artifact(lab.tmp / "pte"), lab.target.device("10AD5F0MTK"), settings(n=4))
+    assert len(prof.samples_ms) == 4 and prof.metrics["peak_memory_mb"] > 0
+    assert "10AD5F0MTK:shell" in lab.srv.requests and "10AD5F0MTK:shell,v2,raw" not in lab.srv.requests
+
+
 def test_devices_identify_both_phones(lab):
     devices = {d.attributes["serial"]: d for d in lab.target.devices()}
     snap, mtk = devices["R5CX10SNAP"], devices["10AD5F0MTK"]

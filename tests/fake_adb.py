@@ -62,6 +62,7 @@ class FakePhone:
     physics: dict = field(default_factory=dict)  # read by the stand-in runners
     drop_on: tuple[str, int] | None = None  # (command substring, packets sent before the drop)
     present: bool = True
+    state: str = "device"  # "unauthorized": listed, but the USB debugging prompt was not accepted
     shell_v2: bool = True  # False: an adbd before Android 7, raw shell: only
     sends: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
@@ -231,7 +232,9 @@ class FakeAdbServer:
                 model = p.props.get("ro.product.model", "").replace(" ", "_")
                 extra = f" product:{model.lower()} model:{model} device:{model.lower()} transport_id:{i}" \
                     if req.endswith("-l") else ""
-                lines.append(f"{p.serial}\tdevice{extra}\n" if not extra else f"{p.serial:<22} device{extra}\n")
+                if p.state != "device":
+                    extra = f" transport_id:{i}" if extra else ""
+                lines.append(f"{p.serial}\t{p.state}\n" if not extra else f"{p.serial:<22} {p.state}{extra}\n")
             self._okay(sock, "".join(lines))
         elif req.startswith("host-serial:") and req.endswith(":features"):
             phone = self.phones.get(req.split(":")[1])
@@ -245,6 +248,10 @@ class FakeAdbServer:
             phone = self.phones.get(serial)
             if phone is None or not phone.present:
                 self._fail(sock, f"device '{serial}' not found")
+                return
+            if phone.state != "device":
+                self._fail(sock, f"device {phone.state}. This adb server's $ADB_VENDOR_KEYS is not set; "
+                                 "try 'adb kill-server' if that seems wrong.")
                 return
             self._okay(sock)
             service = self._read_request(sock)

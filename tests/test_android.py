@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -216,6 +218,26 @@ def test_phone_that_disconnects_fails_its_own_cell_and_the_other_goes_on(lab):
     assert left_on_phone(lab.snap) == []  # the re-run also clears what the dropped one left
 
 
+def test_runner_that_hangs_is_stopped_at_the_timeout(lab, tmp_path):
+    lab.mtk.physics = {"base_ms": 15.0, "hang_s": 60}
+    lab.mtk.setup()
+    s = settings(n=3)
+    s = ProfileSettings(loop=s.loop, timeout_s=2.0, options=s.options)
+    t0 = time.monotonic()
+    with pytest.raises(TargetError, match="did not finish within 2 s") as info:
+        lab.target.profile(make_artifact(tmp_path / "pte"), lab.target.device("10AD5F0MTK"), s)
+    assert info.value.kind == "measurement" and time.monotonic() - t0 < 30
+    assert left_on_phone(lab.mtk) == []
+    def alive() -> str:
+        return subprocess.run(["pgrep", "-af", str(lab.mtk.root / "data")], capture_output=True, text=True).stdout
+
+    for _ in range(100):  # the runner was killed on the phone (by its pid file); its wrapper then ends
+        if not alive():
+            break
+        time.sleep(0.05)
+    assert alive() == ""
+
+
 def test_runner_that_crashes_fails_as_model_and_keeps_samples(lab):
     art = make_artifact(lab.tmp / "crash", content=b"CRASH and burn")
     with pytest.raises(TargetError) as info:
@@ -286,6 +308,15 @@ def test_no_adb_server_says_how_to_check():
     with pytest.raises(AdbServerUnreachable, match=r"no adb server at 127\.0\.0\.1:\d+ .*adb devices"):
         target.devices()
     assert "no adb server" in target.unavailable_reason()
+
+
+@pytest.mark.parametrize("lab", [{"mtk": {"state": "unauthorized"}}], indirect=True)
+def test_unauthorized_phone_is_listed_but_not_used(lab):
+    assert [d.attributes["serial"] for d in lab.target.devices()] == ["R5CX10SNAP"]
+    rows = {r["serial"]: r for r in lab.target.attached()}
+    assert rows["10AD5F0MTK"]["state"] == "unauthorized" and "model" not in rows["10AD5F0MTK"]
+    with pytest.raises(UserError, match="10AD5F0MTK is unauthorized: unlock it and accept the USB debugging prompt"):
+        lab.target.device("10AD5F0MTK")
 
 
 def test_bad_runners_and_serials(lab):

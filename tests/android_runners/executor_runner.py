@@ -93,6 +93,7 @@ def main() -> int:
     load_ms = float(physics.get("load_ms", 30.0)) * (0.8 if runs else 1.0)
     log("I", 420, f"Model loaded in {load_ms:.6f} ms.")
 
+    time.sleep(float(physics.get("hang_s", 0)))  # a runner stuck in a driver call
     n = int(flags["num_executions"])
     threads = int(flags.get("cpu_threads", "-1"))
     base = float(physics.get("base_ms", 10.0)) * (1.0 if threads in (-1, 4) else 4.0 / max(threads, 1) ** 0.8)

@@ -19,6 +19,7 @@ The framing follows AOSP's packages/modules/adb docs (SERVICES.TXT, SYNC.TXT, sh
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import struct
@@ -269,10 +270,11 @@ class AdbClient:
                     break
                 out += chunk
         text = out.decode(errors="replace").replace("\r\n", "\n")
-        head, sep, tail = text.rpartition(mark)
-        if not sep:
+        found = list(re.finditer(re.escape(mark) + r"(\d+)\n?", text))
+        if not found:
             raise DeviceGone("the shell stream ended before the command finished", text)
-        return ShellResult(head, "", int(tail.strip() or 255))
+        last = found[-1]  # stderr may still arrive after the mark: keep it
+        return ShellResult(text[:last.start()] + text[last.end():], "", int(last.group(1)))
 
     @staticmethod
     def _shell_packet(c: _Conn) -> tuple[int, bytes]:

@@ -174,7 +174,8 @@ def android_profile(artifact, serial, runner, runner_files, iterations, warmup, 
 
     art = Artifact.load(artifact)
     options = {"wait_cool": wait_cool, "max_wait_s": max_wait, "poll_s": poll_s, "max_battery_c": max_battery_c,
-               "pin_big_cores": pin_big_cores, "sustained_s": sustained, "runner_files": list(runner_files)}
+               "pin_big_cores": pin_big_cores, "sustained_s": sustained, "runner_files": list(runner_files),
+               "parity": parity}
     options |= {k: v for k, v in (("runner", runner), ("ort_ep", ep)) if v}
     settings = ProfileSettings(threads=threads, compute_unit=compute_unit, options=options)
     settings = settings.with_loop(warmup_iterations=warmup, warmup_seconds=0.0)
@@ -184,17 +185,14 @@ def android_profile(artifact, serial, runner, runner_files, iterations, warmup, 
     with AndroidTarget(adb_address, runners=runners) as target:
         device = target.device(serial)
         prof = target.profile(art, device, settings)
-        result = target.parity(art, device) if parity else None
     if as_json:
-        emit_json(prof.to_dict() | ({"parity": result.to_dict()} if result else {}))
+        emit_json(prof.to_dict())
         return
     s = prof.stats
     click.echo(f"{device.name}  {device.attributes.get('chipset_name', device.chipset)}  {device.os}")
     click.echo(f"latency ms  p50 {s.p50:.3f}  p90 {s.p90:.3f}  p99 {s.p99:.3f}  mean {s.mean:.3f}  (n={s.n}, cv {s.cv:.1%})")
     for name, value in prof.metrics.items():
-        click.echo(f"{name:<24}{value:.3f} {prof.unit(name)}")
-    if result is not None:
-        click.echo(f"parity      max abs {result.max_abs:.3g}, cosine {result.cosine:.6f}, top-1 {result.top1:.0%}")
+        click.echo(f"{name:<24}{value:.4g} {prof.unit(name)}")
     for w in prof.warnings:
         click.echo(f"warning: {w}", err=True)
 

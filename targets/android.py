@@ -118,6 +118,7 @@ class AndroidOptions:
     ort_ep: str | None = None  # onnxruntime_perf_test -e; default from settings.compute_unit
     env: dict[str, str] = field(default_factory=dict)
     keep_on_device: bool = False
+    parity: bool = False  # also run the seeded inputs and compare with the reference beside the artifact
 
     @classmethod
     def from_settings(cls, settings: ProfileSettings) -> AndroidOptions:
@@ -301,6 +302,13 @@ class AndroidTarget:
         prof = self._profile(artifact, device, settings, opts, runner, runs, rounds, samples, warnings,
                              state_before, state_after, wait, pinned, info)
         prof.details["runner"]["abi_check"] = abi_note or f"ELF for {info.abi}"
+        if opts.parity:
+            result = self.parity(artifact, device)
+            prof.metrics |= {"parity_max_abs": result.max_abs, "parity_cosine": result.cosine,
+                             "parity_top1": result.top1}
+            prof.units |= {"parity_max_abs": "-", "parity_cosine": "-", "parity_top1": "fraction"}
+            prof.details["parity"] = result.to_dict()
+            prof.warnings += [f"parity ({artifact.precision}): {f}" for f in result.failures(artifact.precision)]
         return prof
 
     def _profile(self, artifact, device, settings, opts, runner, runs, rounds, samples, warnings,

@@ -286,6 +286,11 @@ def test_infer_and_parity_on_the_phone(lab):
     assert result.passed("fp32") and result.max_abs < 1e-5 and result.n == 3
     wrong = make_artifact(lab.tmp / "wrong", reference_w=weights(seed=1))
     assert not lab.target.parity(wrong, dev).passed("fp32")
+    # asked for with the profile, parity lands in its metrics and a failure in its warnings
+    prof = lab.target.profile(wrong, dev, settings(n=3, parity=True))
+    assert prof.metrics["parity_top1"] < 1.0 and prof.metrics["parity_cosine"] < 0.99999
+    assert any(w.startswith("parity (fp32): ") for w in prof.warnings)
+    assert lab.target.profile(good, dev, settings(n=3, parity=True)).metrics["parity_max_abs"] < 1e-5
     assert left_on_phone(lab.snap) == []
 
 
@@ -357,10 +362,11 @@ def test_cli_devices_and_profile(lab, monkeypatch):
     art = make_artifact(lab.tmp / "pte")
     res = cli.invoke(main, ["android", "profile", str(art.path), "--serial", "10AD5F0MTK",
                             "--runner", str(lab.runners["executor_runner"]), "--iterations", "6", "--threads", "2",
-                            "--poll-s", "0.01", "--json"])
+                            "--poll-s", "0.01", "--parity", "--json"])
     assert res.exit_code == 0, res.output
     prof = json.loads(res.output)
     assert len(prof["samples_ms"]) == 6 and prof["device"]["chipset"] == "mediatek-dimensity-9300"
+    assert prof["metrics"]["parity_cosine"] > 0.99999 and prof["settings"]["threads"] == 2
     res = cli.invoke(main, ["android", "profile", str(art.path), "--serial", "R5CX10SNAP", "--iterations", "3",
                             "--poll-s", "0.01"])
     assert res.exit_code == 2 and res.output.count("\n") == 1 and "no runner for executorch" in res.output

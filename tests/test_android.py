@@ -291,6 +291,9 @@ def test_infer_and_parity_on_the_phone(lab):
     assert prof.metrics["parity_top1"] < 1.0 and prof.metrics["parity_cosine"] < 0.99999
     assert any(w.startswith("parity (fp32): ") for w in prof.warnings)
     assert lab.target.profile(good, dev, settings(n=3, parity=True)).metrics["parity_max_abs"] < 1e-5
+    bare = make_artifact(lab.tmp / "bare", reference=False)
+    prof = lab.target.profile(bare, dev, settings(n=3, parity=True))  # no reference: numbers kept
+    assert len(prof.samples_ms) == 3 and any("parity not checked" in w and "reference" in w for w in prof.warnings)
     assert left_on_phone(lab.snap) == []
 
 

@@ -139,6 +139,21 @@ class RunResult:
     etdump: BackendTimes | None = None
 
 
+@dataclass
+class _Measured:
+    """Everything one profile read from the phone, before it becomes a Profile."""
+
+    info: PhoneInfo
+    runs: list[RunResult]
+    rounds: list[dict[str, Any]]  # sustained mode only
+    samples: list[float]
+    state_before: PhoneState
+    state_after: PhoneState
+    wait: dict[str, Any]
+    pinned: list[int]
+    warnings: list[str]
+
+
 class _PhoneLost(Exception):
     def __init__(self, serial: str, detail: str, output: str = ""):
         super().__init__(f"phone {serial} disconnected ({detail})")
@@ -295,12 +310,11 @@ class AndroidTarget:
                 pinned = state_before.big_cores() if opts.pin_big_cores else []
                 measure = _Measure(self, ws, runner, remote_runner, model, flags, settings, opts, pinned, samples)
                 runs, rounds = measure.run()
-                state_after = phone.state()
+                measured = _Measured(info, runs, rounds, samples, state_before, phone.state(), wait, pinned, warnings)
         except _PhoneLost as exc:
             raise TargetError(f"{exc} while profiling {artifact.path.name}; measured {len(samples)} executions "
                               "before; re-run to resume", kind="infrastructure", samples_ms=samples) from None
-        prof = self._profile(artifact, device, settings, opts, runner, runs, rounds, samples, warnings,
-                             state_before, state_after, wait, pinned, info)
+        prof = self._profile(artifact, device, settings, opts, runner, measured)
         prof.details["runner"]["abi_check"] = abi_note or f"ELF for {info.abi}"
         if opts.parity:
             try:
@@ -315,8 +329,10 @@ class AndroidTarget:
             prof.warnings += [f"parity ({artifact.precision}): {f}" for f in result.failures(artifact.precision)]
         return prof
 
-    def _profile(self, artifact, device, settings, opts, runner, runs, rounds, samples, warnings,
-                 state_before, state_after, wait, pinned, info) -> Profile:
+    def _profile(self, artifact: Artifact, device: Device, settings: ProfileSettings, opts: AndroidOptions,
+                 runner: Runner, m: _Measured) -> Profile:
+        runs, rounds, warnings, info = m.runs, m.rounds, m.warnings, m.info
+        state_before, state_after = m.state_before, m.state_after
         first, last = runs[0], runs[-1]
         metrics: dict[str, float] = {}
         units: dict[str, str] = {"thermal_wait_s": "s"}
@@ -329,7 +345,7 @@ class AndroidTarget:
         peaks = [r.peak_kb for r in runs if r.peak_kb]
         if peaks:
             metrics["peak_memory_mb"] = max(peaks) / 1024
-        metrics["thermal_wait_s"] = wait["waited_s"]
+        metrics["thermal_wait_s"] = m.wait["waited_s"]
         unit = self._compute_unit(artifact, settings, opts, info)
         details: dict[str, Any] = {
             "runner": {"kind": runner.kind, "name": runner.name, "sha256": self._sha(runner.path)},
@@ -364,15 +380,15 @@ class AndroidTarget:
         env = {
             "serial": info.serial, "phone": info.to_dict(), "adb_server": self.client.address,
             "state_before": state_before.to_dict(), "state_after": state_after.to_dict(),
-            "thermal_wait": wait, "threads": settings.threads if settings.threads is not None else "runner default",
-            "pinned_cpus": pinned, "screen": state_before.screen,
+            "thermal_wait": m.wait, "threads": settings.threads if settings.threads is not None else "runner default",
+            "pinned_cpus": m.pinned, "screen": state_before.screen,
         }
         if state_before.screen and state_before.screen != "Awake":
             warnings.append(f"screen is {state_before.screen}: the phone may be in a power-saving state")
         if (state_after.thermal_status or 0) > (state_before.thermal_status or 0):
             warnings.append(f"thermal status rose during the run: {state_before.thermal_name} -> {state_after.thermal_name}")
         return Profile.from_samples(
-            self.name, device, artifact.sha256, RUNTIME[runner.kind], samples, metrics=metrics, units=units,
+            self.name, device, artifact.sha256, RUNTIME[runner.kind], m.samples, metrics=metrics, units=units,
             compute_unit=unit, environment=env, warnings=warnings, settings=settings.to_dict(), details=details,
         )
 
@@ -586,16 +602,25 @@ class _Workspace:
             pass  # the phone is gone: nothing to clean until it is back
 
 
+@dataclass
 class _Measure:
     """The runs of one profile: a first run, a longer one if the first was too short, or the
-    rounds of sustained mode."""
+    rounds of sustained mode. ``samples`` fills as runs finish, so a failure keeps them."""
 
-    def __init__(self, target, ws, runner, remote_runner, model, flags, settings, opts, pinned, samples):
-        self.target, self.ws, self.runner, self.remote_runner = target, ws, runner, remote_runner
-        self.model, self.flags, self.settings, self.opts = model, flags, settings, opts
-        self.pinned, self.samples = pinned, samples
-        self.info = target._phone_info(ws.phone.serial)
-        self.warmup = AndroidTarget._warmup(settings)
+    target: AndroidTarget
+    ws: _Workspace
+    runner: Runner
+    remote_runner: str
+    model: str  # the artifact's path on the phone
+    flags: set[str]
+    settings: ProfileSettings
+    opts: AndroidOptions
+    pinned: list[int]
+    samples: list[float]
+
+    def __post_init__(self) -> None:
+        self.info = self.target._phone_info(self.ws.phone.serial)
+        self.warmup = AndroidTarget._warmup(self.settings)
 
     def run(self) -> tuple[list[RunResult], list[dict[str, Any]]]:
         loop = self.settings.loop

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -228,14 +228,22 @@ def test_runner_that_hangs_is_stopped_at_the_timeout(lab, tmp_path):
         lab.target.profile(make_artifact(tmp_path / "pte"), lab.target.device("10AD5F0MTK"), s)
     assert info.value.kind == "measurement" and time.monotonic() - t0 < 30
     assert left_on_phone(lab.mtk) == []
-    def alive() -> str:
-        return subprocess.run(["pgrep", "-af", str(lab.mtk.root / "data")], capture_output=True, text=True).stdout
+    def alive() -> list[str]:  # processes whose command line names the phone's files
+        found = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if str(lab.mtk.root / "data") in text:
+                found.append(text)
+        return found
 
     for _ in range(100):  # the runner was killed on the phone (by its pid file); its wrapper then ends
         if not alive():
             break
         time.sleep(0.05)
-    assert alive() == ""
+    assert alive() == []
 
 
 def test_runner_that_crashes_fails_as_model_and_keeps_samples(lab):

@@ -17,6 +17,12 @@ from typing import Any
 import numpy as np
 
 REFERENCE_FILE = "reference.npz"
+REFERENCE_COUNT = 8  # seeded inputs an export checks
+
+
+class NotRunnableHere(Exception):
+    """Raised by an exporter's ``run`` when this machine cannot run the artifact; the message
+    says where it can run ("Core ML predicts only on macOS")."""
 
 
 @dataclass(frozen=True)
@@ -115,3 +121,26 @@ def load_reference(folder: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
         outputs = list(z["outputs"])
         shape, count, seed = [int(s) for s in z["shape"]], int(z["count"]), int(z["seed"])
     return seeded_inputs(shape, count, seed), outputs
+
+
+def artifact_parity(exporter: Any, artifact: Any, inputs: Sequence[np.ndarray],
+                    reference: Sequence[np.ndarray], precision: str) -> dict[str, Any]:
+    """Run ``artifact`` on ``inputs`` through ``exporter.run`` (where this machine can) and
+    compare with the PyTorch ``reference``: {"status": "passed" | "failed" | "pending",
+    metrics, tolerance, "where"}. An exporter without ``run``, or one that raises
+    :class:`NotRunnableHere`, leaves parity pending with the reason."""
+    run = getattr(exporter, "run", None)
+    if run is None:
+        return {"status": "pending", "where": "a device",
+                "reason": f"vitbench has no runtime for {artifact.format} on this host"}
+    try:
+        outputs = run(artifact, list(inputs))
+    except NotRunnableHere as exc:
+        return {"status": "pending", "where": "a device", "reason": str(exc)}
+    result = compare(list(reference), outputs)
+    tol = TOLERANCES.get(precision, TOLERANCES["fp32"])
+    failures = result.failures(precision)
+    where = exporter.where(artifact) if hasattr(exporter, "where") else "this host"
+    return {"status": "failed" if failures else "passed", **result.to_dict(),
+            "tolerance": {k: (None if v == float("inf") else v) for k, v in asdict(tol).items()},
+            "precision": precision, "failures": failures, "where": where}

@@ -23,3 +23,35 @@ def small_cfg() -> ViTConfig:
 def _torch_threads():
     torch.set_num_threads(2)
     yield
+
+
+# -- a third-party exporter, pip-installed into a temporary folder ----------------------------
+
+@pytest.fixture(scope="session")
+def installed_plugin(tmp_path_factory):
+    """Builds and installs tests/plugin_exporter (a TorchScript exporter registered through
+    the ``vitbench.exporters`` entry point) with ``pip install --target``; returns a function
+    that runs ``vitbench ARGS...`` in a subprocess that sees it on its path."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from harness.model import build_model, save_checkpoint
+
+    root = Path(__file__).resolve().parents[1]
+    base = tmp_path_factory.mktemp("plugin")
+    target = base / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(root / "tests" / "plugin_exporter")],
+                   check=True, capture_output=True, text=True, timeout=300,
+                   env={**os.environ, "PIP_NO_INDEX": "1", "TMPDIR": str(base)})
+    checkpoint = save_checkpoint(build_model(small_config()), base / "small-checkpoint")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(root)])}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+                              env=env, timeout=600)
+
+    run.checkpoint = checkpoint
+    return run

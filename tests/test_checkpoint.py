@@ -154,4 +154,4 @@ def test_models_and_version():
     code, out = _run("--version")
     assert code == 0 and "vitbench" in out
     code, out = _run("models")
-    assert code == 0 and "vit-large-16" in out and "304.33" in out
+    assert code == 0 and "vit-large-16" in out and "304.3" in out

@@ -1,0 +1,183 @@
+"""The release gate: budgets -> verdicts, from stored results.
+
+Latency is judged on the bootstrap interval of the gated percentile (p90 by default), not on
+the point estimate: a cell passes when the whole interval is under its budget, fails when the
+whole interval is over it, and is inconclusive when the interval straddles the budget or there
+are too few samples; the verdict then says roughly how many more samples would decide it.
+Parity must sit within the tolerance of the artifact's precision, and accuracy measured on the
+target must keep the stated fraction of the PyTorch reference.
+
+Exit codes: 0 pass, 1 fail, 3 inconclusive (2 is a usage error).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from harness.errors import UserError
+from harness.parity import TOLERANCES
+from harness.plan import BudgetSettings, DeviceBudget
+
+EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 3}
+
+Budgets = BudgetSettings
+
+
+@dataclass
+class CellVerdict:
+    cell_id: int
+    cell_key: str
+    label: str  # "lite onnx host:host"
+    verdict: str  # pass | fail | inconclusive | error
+    reasons: list[str] = field(default_factory=list)
+    needed_samples: int | None = None
+    budget_ms: float | None = None
+
+
+@dataclass
+class GateResult:
+    run_id: str
+    verdict: str
+    budgets: BudgetSettings
+    cells: list[CellVerdict]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {"run_id": self.run_id, "verdict": self.verdict, "exit_code": self.exit_code,
+                "budgets": asdict(self.budgets), "cells": [asdict(c) for c in self.cells]}
+
+
+def budgets_from_plan(plan: dict[str, Any] | None) -> BudgetSettings:
+    b = dict((plan or {}).get("budgets") or {})
+    devices = tuple(DeviceBudget(**d) for d in b.pop("devices", []) or [])
+    known = set(BudgetSettings.__dataclass_fields__)
+    return BudgetSettings(**{k: v for k, v in b.items() if k in known}, devices=devices)
+
+
+def with_overrides(budgets: BudgetSettings, latency_ms: float | None = None, percentile: int | None = None,
+                   accuracy_retention: float | None = None, device_budgets: dict[str, float] | None = None,
+                   known_devices: set[str] | None = None) -> BudgetSettings:
+    """Budgets from flags on top of the plan's. A device budget must name a device the run ran."""
+    changes: dict[str, Any] = {}
+    if latency_ms is not None:
+        changes["latency_ms"] = latency_ms
+    if percentile is not None:
+        if percentile not in (50, 90):
+            raise UserError(f"percentile {percentile} cannot be gated; use 50 or 90 (the percentiles with intervals)")
+        changes["percentile"] = percentile
+    if accuracy_retention is not None:
+        changes["accuracy_retention"] = accuracy_retention
+    if device_budgets:
+        for dev in device_budgets:
+            if known_devices is not None and dev not in known_devices:
+                raise UserError(f"budget for device {dev!r}, which this run did not measure; "
+                                f"its devices: {', '.join(sorted(known_devices)) or 'none'}")
+        extra = tuple(DeviceBudget(d, ms) for d, ms in device_budgets.items())
+        changes["devices"] = extra + tuple(d for d in budgets.devices if d.device not in device_budgets)
+    return replace(budgets, **changes)
+
+
+def samples_to_decide(n: int, estimate: float, low: float, high: float, budget: float) -> int | None:
+    """How many more samples would shrink the interval (as 1/sqrt(n)) until it excludes the
+    budget; None when the estimate sits on the budget."""
+    gap = abs(estimate - budget)
+    half = max(estimate - low, high - estimate)
+    if gap <= 1e-12 or half <= 0 or n <= 0:
+        return None
+    needed = math.ceil(n * (half / gap) ** 2 * 1.2)  # 20% margin: intervals are noisy too
+    return max(needed - n, 1)
+
+
+def judge_latency(metrics: dict[str, float], budget: float, q: int, min_samples: int) -> tuple[str, str, int | None]:
+    est = metrics.get(f"latency_p{q}_ms")
+    low = metrics.get(f"latency_p{q}_ci_low_ms")
+    high = metrics.get(f"latency_p{q}_ci_high_ms")
+    n = int(metrics.get("iterations", 0))
+    if est is None or low is None or high is None:
+        return "inconclusive", f"no p{q} latency recorded", None
+    span = f"p{q} {est:.2f} ms (95% CI {low:.2f}-{high:.2f})"
+    if n < min_samples:
+        return "inconclusive", f"{span} from only {n} samples (< {min_samples})", max(min_samples - n, 1)
+    if high <= budget:
+        return "pass", f"{span} <= {budget:g} ms", None
+    if low > budget:
+        return "fail", f"{span} over the {budget:g} ms budget", None
+    more = samples_to_decide(n, est, low, high, budget)
+    hint = f"; about {more} more samples would decide it" if more else "; the percentile sits on the budget"
+    return "inconclusive", f"{span} straddles the {budget:g} ms budget{hint}", more
+
+
+def judge_cell(cell: dict[str, Any], metrics: dict[str, float], budgets: BudgetSettings) -> CellVerdict:
+    label = f"{cell['model_name']} {cell['export_label']} {cell['target']}:{cell['device_name']}"
+    v = CellVerdict(cell_id=int(cell["id"]), cell_key=cell["cell_key"], label=label, verdict="pass")
+    if cell["status"] != "done":
+        reason = cell.get("failure_reason") or cell["status"]
+        v.verdict = "error"
+        v.reasons.append(f"not measured ({cell.get('failure_kind') or cell['status']}): {reason}")
+        return v
+    budget = budgets.latency_for(cell["target"], cell["device_name"])
+    v.budget_ms = budget
+    verdict, reason, more = judge_latency(metrics, budget, budgets.percentile, budgets.min_samples)
+    v.verdict, v.needed_samples = verdict, more
+    v.reasons.append(reason)
+
+    if budgets.parity and "parity_cosine" in metrics:
+        precision = (cell.get("export_spec") or {}).get("precision", "fp32")
+        tol = TOLERANCES.get(precision, TOLERANCES["fp32"])
+        bad = []
+        if metrics["parity_cosine"] < tol.cosine:
+            bad.append(f"cosine {metrics['parity_cosine']:.6f} < {tol.cosine}")
+        if metrics.get("parity_top1", 1.0) < tol.top1:
+            bad.append(f"top-1 agreement {metrics['parity_top1']:.1%} < {tol.top1:.0%}")
+        if metrics.get("parity_max_abs", 0.0) > tol.max_abs:
+            bad.append(f"max abs error {metrics['parity_max_abs']:.3g} > {tol.max_abs:g}")
+        if bad:
+            v.verdict = "fail"
+            v.reasons.append(f"parity ({precision}) outside tolerance: " + ", ".join(bad))
+    if budgets.accuracy_retention and "accuracy" in metrics and metrics.get("accuracy_reference"):
+        kept = metrics["accuracy"] / metrics["accuracy_reference"]
+        if kept < budgets.accuracy_retention:
+            v.verdict = "fail"
+            v.reasons.append(f"accuracy {metrics['accuracy']:.4f} keeps {kept:.1%} of the reference "
+                             f"{metrics['accuracy_reference']:.4f} (< {budgets.accuracy_retention:.0%})")
+    return v
+
+
+def evaluate(store, run_id: str, budgets: BudgetSettings | None = None) -> GateResult:
+    """Verdicts for every cell of ``run_id`` and for the run."""
+    run = store.run(run_id)
+    if budgets is None:
+        budgets = budgets_from_plan(run.get("plan"))
+    cells = store.cells([run_id])
+    by_cell: dict[int, dict[str, float]] = {int(c["id"]): {} for c in cells}
+    for m in store.metrics(list(by_cell)):
+        by_cell[int(m["cell_id"])][m["name"]] = float(m["value"])
+    verdicts = [judge_cell(c, by_cell[int(c["id"])], budgets) for c in cells]
+    kinds = {v.verdict for v in verdicts}
+    missing = int(run.get("total_cells") or 0) - len(cells)
+    if "fail" in kinds or "error" in kinds:
+        overall = "fail"
+    elif "inconclusive" in kinds or not verdicts or missing > 0:
+        overall = "inconclusive"
+    else:
+        overall = "pass"
+    return GateResult(run_id=run_id, verdict=overall, budgets=budgets, cells=verdicts)
+
+
+def render(result: GateResult, missing_cells: int = 0) -> str:
+    lines = [f"gate {result.verdict.upper()} for run {result.run_id} "
+             f"(p{result.budgets.percentile} <= {result.budgets.latency_ms:g} ms"
+             + "".join(f", {d.device} <= {d.latency_ms:g} ms" for d in result.budgets.devices) + ")"]
+    order = {"error": 0, "fail": 1, "inconclusive": 2, "pass": 3}
+    for c in sorted(result.cells, key=lambda c: order[c.verdict]):
+        lines.append(f"  {c.verdict.upper():12} {c.label}: " + "; ".join(c.reasons))
+    if missing_cells:
+        lines.append(f"  {missing_cells} cell(s) of the plan were never run (resume the run to finish it)")
+    return "\n".join(lines)

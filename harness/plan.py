@@ -1,0 +1,408 @@
+"""Plans: the benchmark matrix in a TOML file.
+
+A plan names models x exports x targets (x the devices each target selects), how to
+measure, what parity and accuracy to check, and the budgets the gate applies::
+
+    name = "nightly"
+
+    [[models]]
+    source = "lite"                 # a preset, a checkpoint folder or a timm weights file
+    in_chans = 1                    # optional overrides: in_chans, num_classes, img_size
+
+    [[exports]]
+    format = "executorch"           # onnx | executorch | coreml | pt2 | a plugin's name
+    delegate = "xnnpack"            # executorch: xnnpack | coreml | qnn | mediatek | portable
+    precision = "int8"              # fp32 | fp16 | int8
+    calibration = "calib.npz"       # int8: images to calibrate on (seeded images if absent)
+
+    [[targets]]
+    name = "host"                   # host | aihub | android | apple | a plugin's name
+    devices = ["host"]              # selectors; every reachable device when absent
+    concurrency = 1                 # cells of this target measured at once
+
+    [measure]                       # harness.measure rules
+    min_iterations = 100
+    min_seconds = 10.0
+
+    [parity]
+    on_device = true                # run seeded inputs on the device and compare with PyTorch
+
+    [accuracy]                      # optional: accuracy measured through the target
+    data = "pneumoniamnist.npz"
+    limit = 200
+
+    [budgets]
+    latency_ms = 200                # the gated percentile must stay under this
+    percentile = 90
+    accuracy_retention = 0.95
+    [[budgets.devices]]             # per-device overrides
+    device = "host"
+    latency_ms = 100
+
+Errors name the field, its line in the file and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UserError
+
+FORMATS = ("onnx", "executorch", "coreml", "pt2")
+DELEGATES = ("xnnpack", "coreml", "qnn", "mediatek", "portable")
+PRECISIONS = ("fp32", "fp16", "int8")
+PERCENTILES = (50, 90)
+
+
+class PlanError(UserError):
+    """A plan that does not validate: field, line and what is allowed."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    source: str
+    in_chans: int | None = None
+    num_classes: int | None = None
+    img_size: int | None = None
+
+    @property
+    def label(self) -> str:
+        name = Path(self.source).name if ("/" in self.source or "." in self.source) else self.source
+        extra = [f"{k}={v}" for k, v in (("in_chans", self.in_chans), ("num_classes", self.num_classes),
+                                          ("img_size", self.img_size)) if v is not None]
+        return name + (f"[{','.join(extra)}]" if extra else "")
+
+    def overrides(self) -> dict[str, Any]:
+        return {k: v for k, v in (("in_chans", self.in_chans), ("num_classes", self.num_classes),
+                                  ("img_size", self.img_size)) if v is not None}
+
+
+@dataclass(frozen=True)
+class ExportEntry:
+    format: str
+    delegate: str | None = None
+    precision: str = "fp32"
+    calibration: str | None = None
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def spec(self):
+        from harness.artifacts import ExportSpec
+
+        return ExportSpec(format=self.format, delegate=self.delegate, precision=self.precision,
+                          options=dict(self.options))
+
+    @property
+    def label(self) -> str:
+        return self.spec().label
+
+
+@dataclass(frozen=True)
+class TargetEntry:
+    name: str
+    devices: tuple[str, ...] = ()
+    concurrency: int = 1
+    runtime: str | None = None
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    warmup_iterations: int = 10
+    warmup_seconds: float = 1.0
+    min_iterations: int = 100
+    min_seconds: float = 10.0
+    max_iterations: int = 100_000
+    max_seconds: float = 600.0
+    threads: int | None = None
+    timeout_s: float = 900.0
+    retries: int = 2
+
+    def profile_settings(self, target: TargetEntry):
+        from harness.measure import LoopSettings
+        from targets.base import ProfileSettings
+
+        loop = LoopSettings(self.warmup_iterations, self.warmup_seconds, self.min_iterations, self.min_seconds,
+                            self.max_iterations, self.max_seconds)
+        return ProfileSettings(loop=loop, runtime=target.runtime, threads=self.threads, timeout_s=self.timeout_s,
+                               options=dict(target.options))
+
+
+@dataclass(frozen=True)
+class ParitySettings:
+    on_device: bool = True
+
+
+@dataclass(frozen=True)
+class AccuracySettings:
+    data: str | None = None
+    split: str = "test"
+    limit: int | None = 200
+
+
+@dataclass(frozen=True)
+class DeviceBudget:
+    device: str
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    latency_ms: float = 200.0
+    percentile: int = 90
+    parity: bool = True
+    accuracy_retention: float | None = 0.95
+    min_samples: int = 30
+    devices: tuple[DeviceBudget, ...] = ()
+
+    def latency_for(self, target: str, device: str) -> float:
+        for d in self.devices:
+            if d.device in (device, f"{target}:{device}"):
+                return d.latency_ms
+        return self.latency_ms
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    models: tuple[ModelEntry, ...]
+    exports: tuple[ExportEntry, ...]
+    targets: tuple[TargetEntry, ...]
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
+    parity: ParitySettings = field(default_factory=ParitySettings)
+    accuracy: AccuracySettings = field(default_factory=AccuracySettings)
+    budgets: BudgetSettings = field(default_factory=BudgetSettings)
+    description: str = ""
+    source: str = "<built-in>"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("source")
+        return d
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+class _Locator:
+    """Finds the line of a field in TOML text, for error messages."""
+
+    def __init__(self, text: str):
+        self.lines = text.splitlines()
+
+    def line(self, path: tuple[Any, ...]) -> int | None:
+        # path like ("exports", 1, "precision") or ("budgets", "latency_ms")
+        tables = [p for p in path if isinstance(p, str)]
+        key = tables[-1] if tables else None
+        section = ".".join(tables[:-1]) if len(tables) > 1 else ""
+        index = next((p for p in path if isinstance(p, int)), None)
+        current, count = "", -1
+        for no, raw in enumerate(self.lines, 1):
+            line = raw.strip()
+            m = re.match(r"^\[\[\s*([\w.]+)\s*\]\]", line) or re.match(r"^\[\s*([\w.]+)\s*\]", line)
+            if m:
+                current = m.group(1)
+                if current == section and line.startswith("[["):
+                    count += 1
+                continue
+            if key and current == section and (index is None or count == index) and re.match(
+                    rf"^{re.escape(key)}\s*=", line):
+                return no
+        # the table itself
+        for no, raw in enumerate(self.lines, 1):
+            if re.match(rf"^\[\[?\s*{re.escape('.'.join(tables))}\s*\]\]?", raw.strip()):
+                return no
+        return None
+
+
+class _Reader:
+    def __init__(self, source: str, text: str):
+        self.source = source
+        self.loc = _Locator(text)
+
+    def fail(self, path: tuple[Any, ...], message: str) -> PlanError:
+        name = ".".join(f"[{p}]" if isinstance(p, int) else p for p in path).replace(".[", "[")
+        line = self.loc.line(path)
+        where = f"{self.source}:{line}" if line else self.source
+        return PlanError(f"{where}: {name}: {message}")
+
+    def table(self, data: dict[str, Any], path: tuple[Any, ...], allowed: dict[str, Any],
+              required: tuple[str, ...] = ()) -> dict[str, Any]:
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise self.fail((*path, unknown[0]), f"unknown field; allowed: {', '.join(allowed)}")
+        for r in required:
+            if r not in data:
+                raise self.fail(path, f"missing required field {r!r}")
+        out = {}
+        for k, v in data.items():
+            out[k] = self.value(v, (*path, k), allowed[k])
+        return out
+
+    def value(self, v: Any, path: tuple[Any, ...], kind: Any) -> Any:
+        if isinstance(kind, tuple) and all(isinstance(k, (str, int)) for k in kind):  # enumeration
+            if v not in kind:
+                raise self.fail(path, f"{v!r} is not allowed; one of {', '.join(map(str, kind))}")
+            return v
+        if kind == "posint":
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise self.fail(path, f"must be a positive integer, got {v!r}")
+            return v
+        if kind == "nonnegint":
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise self.fail(path, f"must be an integer >= 0, got {v!r}")
+            return v
+        if kind == "posfloat":
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
+                raise self.fail(path, f"must be a positive number, got {v!r}")
+            return float(v)
+        if kind == "nonnegfloat":
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+                raise self.fail(path, f"must be a number >= 0, got {v!r}")
+            return float(v)
+        if kind == "fraction":
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1:
+                raise self.fail(path, f"must be a fraction in (0, 1], got {v!r}")
+            return float(v)
+        if kind == "str":
+            if not isinstance(v, str) or not v:
+                raise self.fail(path, f"must be a non-empty string, got {v!r}")
+            return v
+        if kind == "bool":
+            if not isinstance(v, bool):
+                raise self.fail(path, f"must be true or false, got {v!r}")
+            return v
+        if kind == "strlist":
+            if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+                raise self.fail(path, f"must be a list of strings, got {v!r}")
+            return tuple(v)
+        if kind == "dict":
+            if not isinstance(v, dict):
+                raise self.fail(path, f"must be a table, got {v!r}")
+            return v
+        raise AssertionError(kind)
+
+
+def _parse(data: dict[str, Any], source: str, text: str) -> Plan:
+    from harness import plugins
+
+    r = _Reader(source, text)
+    allowed_top = {"name", "description", "models", "exports", "targets", "measure", "parity", "accuracy", "budgets"}
+    unknown = sorted(set(data) - allowed_top)
+    if unknown:
+        raise r.fail((unknown[0],), f"unknown field; allowed: {', '.join(sorted(allowed_top))}")
+    name = r.value(data.get("name"), ("name",), "str") if "name" in data else None
+    if name is None:
+        raise r.fail(("name",), "missing: every plan needs a name (runs of one plan are compared)")
+
+    def array(key: str) -> list[dict[str, Any]]:
+        v = data.get(key)
+        if not isinstance(v, list) or not v or not all(isinstance(x, dict) for x in v):
+            raise r.fail((key,), f"needs at least one [[{key}]] table")
+        return v
+
+    models = []
+    for i, m in enumerate(array("models")):
+        t = r.table(m, ("models", i), {"source": "str", "in_chans": "posint", "num_classes": "posint",
+                                       "img_size": "posint"}, required=("source",))
+        models.append(ModelEntry(**t))
+
+    formats = tuple(dict.fromkeys([*FORMATS, *plugins.names("exporter")]))
+    exports = []
+    for i, e in enumerate(array("exports")):
+        t = r.table(e, ("exports", i), {"format": formats, "delegate": DELEGATES, "precision": PRECISIONS,
+                                        "calibration": "str", "options": "dict"}, required=("format",))
+        if "delegate" in t and t["format"] != "executorch":
+            raise r.fail(("exports", i, "delegate"), f"only executorch exports take a delegate, not {t['format']}")
+        if t["format"] == "executorch" and "delegate" not in t:
+            t["delegate"] = "xnnpack"
+        if "calibration" in t and t.get("precision") != "int8":
+            raise r.fail(("exports", i, "calibration"), "calibration data is only used by int8 exports")
+        exports.append(ExportEntry(**t))
+
+    target_names = tuple(plugins.names("target"))
+    targets = []
+    for i, t0 in enumerate(array("targets")):
+        t = r.table(t0, ("targets", i), {"name": target_names, "devices": "strlist", "concurrency": "posint",
+                                         "runtime": "str", "options": "dict"}, required=("name",))
+        targets.append(TargetEntry(**t))
+
+    measure = MeasureSettings(**r.table(data.get("measure", {}), ("measure",), {
+        "warmup_iterations": "nonnegint", "warmup_seconds": "nonnegfloat", "min_iterations": "posint",
+        "min_seconds": "nonnegfloat", "max_iterations": "posint", "max_seconds": "posfloat", "threads": "posint",
+        "timeout_s": "posfloat", "retries": "nonnegint"}))
+    if measure.max_iterations < measure.min_iterations:
+        raise r.fail(("measure", "max_iterations"), f"must be at least min_iterations ({measure.min_iterations})")
+    parity = ParitySettings(**r.table(data.get("parity", {}), ("parity",), {"on_device": "bool"}))
+    accuracy = AccuracySettings(**r.table(data.get("accuracy", {}), ("accuracy",),
+                                          {"data": "str", "split": ("train", "val", "test"), "limit": "posint"}))
+    b = dict(data.get("budgets", {}))
+    raw_devices = b.pop("devices", [])
+    bt = r.table(b, ("budgets",), {"latency_ms": "posfloat", "percentile": PERCENTILES, "parity": "bool",
+                                   "accuracy_retention": "fraction", "min_samples": "posint"})
+    if not isinstance(raw_devices, list):
+        raise r.fail(("budgets", "devices"), "must be [[budgets.devices]] tables")
+    dev_budgets = []
+    selectable = {d for t in targets for d in t.devices} | {f"{t.name}:{d}" for t in targets for d in t.devices}
+    open_targets = [t.name for t in targets if not t.devices]
+    for i, d in enumerate(raw_devices):
+        t = r.table(d, ("budgets.devices", i), {"device": "str", "latency_ms": "posfloat"},
+                    required=("device", "latency_ms"))
+        dev = t["device"]
+        named_target = dev.split(":", 1)[0] if ":" in dev else None
+        if dev not in selectable and named_target not in open_targets:
+            runs = sorted(d for t0 in targets for d in t0.devices) or ["(targets list no devices)"]
+            raise r.fail(("budgets.devices", i, "device"),
+                         f"{dev!r} is not a device this plan runs; its devices: {', '.join(runs)}")
+        dev_budgets.append(DeviceBudget(**t))
+    budgets = BudgetSettings(**bt, devices=tuple(dev_budgets))
+    return Plan(name=name, description=data.get("description", ""), models=tuple(models), exports=tuple(exports),
+                targets=tuple(targets), measure=measure, parity=parity, accuracy=accuracy, budgets=budgets,
+                source=source)
+
+
+def load_plan(path: str | Path) -> Plan:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise PlanError(f"plan {p} does not exist") from None
+    except OSError as exc:
+        raise PlanError(f"cannot read plan {p}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PlanError(f"{p}: not valid TOML ({exc})") from None
+    return _parse(data, str(p), text)
+
+
+def plan_from_dict(data: dict[str, Any], source: str = "<dict>") -> Plan:
+    return _parse(data, source, "")
+
+
+DEFAULT_PLAN: dict[str, Any] = {
+    "name": "default",
+    "description": "lite and tiny, every export this machine can run, on this machine",
+    "models": [{"source": "lite"}, {"source": "tiny"}],
+    "exports": [
+        {"format": "onnx"},
+        {"format": "executorch", "delegate": "xnnpack", "precision": "fp32"},
+        {"format": "executorch", "delegate": "xnnpack", "precision": "int8"},
+        {"format": "pt2"},
+    ],
+    "targets": [{"name": "host", "devices": ["host"]}],
+    "measure": {"warmup_iterations": 5, "warmup_seconds": 0.5, "min_iterations": 50, "min_seconds": 5.0},
+    "budgets": {"latency_ms": 200.0, "percentile": 90},
+}
+
+
+def default_plan() -> Plan:
+    return plan_from_dict(DEFAULT_PLAN, "<built-in default plan>")

@@ -279,15 +279,42 @@ class AndroidTarget:
         return Device(target=self.name, name=f"{info.model} ({info.serial})", chipset=info.chipset,
                       os=f"Android {info.android}", attributes=info.to_dict())
 
+    def select(self, selectors: list[str]) -> tuple[list[Device], list[str]]:
+        """Phones that match each selector, and the selectors that matched none. A selector is
+        a serial, a model ("Pixel 8"), a device name or id, ``chipset:SLUG``, a chipset name
+        ("Dimensity 9300") or an SoC model ("SM8650"), case-insensitive; none: every phone."""
+        phones = self.devices()
+        if not selectors:
+            return phones, []
+        picked: list[Device] = []
+        unmatched: list[str] = []
+        for sel in selectors:
+            want = sel.removeprefix("chipset:").lower()
+            hits = [d for d in phones if want in {
+                d.name.lower(), d.id.lower(), d.chipset.lower(), *(str(d.attributes.get(k, "")).lower()
+                                                                 for k in ("serial", "model", "chipset_name", "soc_model"))}]
+            picked += [d for d in hits if d not in picked]
+            if not hits:
+                unmatched.append(sel)
+        return picked, unmatched
+
     def accepts(self, artifact: Artifact) -> bool:
-        return artifact.format in ("executorch", "onnx")
+        return not self.refusal(artifact)
+
+    def refusal(self, artifact: Artifact) -> str:
+        """Why no phone on adb can run ``artifact`` ("" when one can)."""
+        if artifact.format not in ("executorch", "onnx"):
+            return f"phones on adb run executorch (.pte) and onnx artifacts, not {artifact.format}"
+        if artifact.format == "executorch" and artifact.delegate in ("coreml", "mps"):
+            return f"ExecuTorch programs delegated to {artifact.delegate} run on Apple devices, not on Android phones"
+        return ""
 
     # -- profile --------------------------------------------------------------------------
 
     def profile(self, artifact: Artifact, device: Device, settings: ProfileSettings) -> Profile:
         opts = AndroidOptions.from_settings(settings)
-        if not self.accepts(artifact):
-            raise ArtifactError(f"phones on adb run executorch (.pte) and onnx artifacts, not {artifact.format!r}")
+        if why := self.refusal(artifact):
+            raise ArtifactError(why)
         artifact.verify()
         runner = resolve_runner(artifact.format, settings.options, self.runners)
         serial = _serial(device)
@@ -295,6 +322,7 @@ class AndroidTarget:
         samples: list[float] = []  # what was measured so far: kept if the cell fails
         try:
             info = self._phone_info(serial)
+            _check_delegate_fits(artifact, info)
             abi_note = check_runner_abi(runner, info.abi)
             warnings: list[str] = []
             with self._workspace(phone, opts.keep_on_device) as ws:
@@ -324,7 +352,7 @@ class AndroidTarget:
                 return prof
             prof.metrics |= {"parity_max_abs": result.max_abs, "parity_cosine": result.cosine,
                              "parity_top1": result.top1}
-            prof.units |= {"parity_max_abs": "-", "parity_cosine": "-", "parity_top1": "fraction"}
+            prof.units |= {"parity_max_abs": "abs", "parity_cosine": "cosine", "parity_top1": "fraction"}
             prof.details["parity"] = result.to_dict()
             prof.warnings += [f"parity ({artifact.precision}): {f}" for f in result.failures(artifact.precision)]
         return prof
@@ -422,8 +450,8 @@ class AndroidTarget:
         files, ``--output_file`` prefix). ``onnxruntime_perf_test`` writes no outputs, so ONNX
         needs such a program for ONNX named as runners["onnx_infer"] or
         VITBENCH_ANDROID_ONNX_INFER_RUNNER."""
-        if not self.accepts(artifact):
-            raise ArtifactError(f"phones on adb run executorch and onnx artifacts, not {artifact.format!r}")
+        if why := self.refusal(artifact):
+            raise ArtifactError(why)
         artifact.verify()
         if artifact.format == "onnx":
             path = self.runners.get("onnx_infer") or os.environ.get("VITBENCH_ANDROID_ONNX_INFER_RUNNER")
@@ -703,6 +731,18 @@ class _Measure:
                            "why": ", ".join(why)})
             elapsed_ms += sum(measured)
         return runs, rounds
+
+
+VENDOR_DELEGATES = {"qnn": ("qualcomm-", "Snapdragon"), "mediatek": ("mediatek-", "Dimensity"),
+                    "neuron": ("mediatek-", "Dimensity")}
+
+
+def _check_delegate_fits(artifact: Artifact, info: PhoneInfo) -> None:
+    """A program lowered to a vendor NPU runs only on that vendor's chips."""
+    need = VENDOR_DELEGATES.get(artifact.delegate or "")
+    if artifact.format == "executorch" and need and not info.chipset.startswith(need[0]):
+        raise TargetError(f"{artifact.path.name} is delegated to {artifact.delegate}, which runs on {need[1]} phones; "
+                          f"{info.serial} has {info.chipset_name}", kind="model")
 
 
 def _serial(device: Device) -> str:

@@ -98,6 +98,23 @@ def test_devices_identify_both_phones(lab):
     assert snap.attributes["rooted"] is True and mtk.attributes["rooted"] is False
 
 
+def test_select_phones_for_a_plan(lab):
+    picked, unmatched = lab.target.select(["chipset:mediatek-dimensity-9300", "SM8650", "Pixel 9", "r5cx10snap"])
+    assert [d.attributes["serial"] for d in picked] == ["10AD5F0MTK", "R5CX10SNAP"] and unmatched == ["Pixel 9"]
+    assert len(lab.target.select([])[0]) == 2
+    assert [d.attributes["serial"] for d in lab.target.select(["Dimensity 9300"])[0]] == ["10AD5F0MTK"]
+
+
+def test_artifacts_a_phone_cannot_run(lab):
+    qnn = make_artifact(lab.tmp / "qnn", delegate="qnn")
+    with pytest.raises(TargetError, match="delegated to qnn, which runs on Snapdragon phones; 10AD5F0MTK has Dimensity 9300") as info:
+        lab.target.profile(qnn, lab.target.device("10AD5F0MTK"), settings(n=3))
+    assert info.value.kind == "model"
+    coreml = make_artifact(lab.tmp / "coreml", delegate="coreml")
+    assert not lab.target.accepts(coreml) and "Apple" in lab.target.refusal(coreml)
+    assert lab.target.accepts(qnn) and lab.target.accepts(make_artifact(lab.tmp / "onnx", fmt="onnx"))
+
+
 # -- profile ----------------------------------------------------------------------------------
 
 def test_profile_executorch_on_snapdragon(lab):

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -290,7 +290,7 @@ def _build(exporter: Any, model: Any, spec: ExportSpec, tmp: Path, calibration: 
         reference = [model(torch.from_numpy(x)).numpy() for x in inputs]
     save_reference(tmp, reference, shape, REFERENCE_COUNT, 0)
     manifest = {**produced.manifest, **base_manifest, "file": path.name, "sha256": sha256_path(path),
-                "size": path_size(path), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "size": path_size(path), "created": datetime.now(UTC).isoformat(timespec="seconds"),
                 "export_seconds": round(time.perf_counter() - t0, 3), "reference": "reference.npz"}
     artifact = Artifact(path=path, manifest=manifest)
     progress("checking parity ...")

@@ -245,7 +245,8 @@ def targets(only: str | None, as_json: bool) -> None:
         if not r["devices"]:
             table.append((r["target"], "-", "-", "-", r["reason"] or "no devices reachable"))
         for d in r["devices"]:
-            table.append((r["target"], d["name"], d["chipset"] or "-", d["os"] or "-", ""))
+            note = (d.get("attributes") or {}).get("reason", "")  # a configured host not reachable now
+            table.append((r["target"], d["name"], d["chipset"] or "-", d["os"] or "-", note))
     click.echo(format_table(table, ["target", "device", "chipset", "os", "note"]))
 
 
@@ -284,7 +285,7 @@ def render_profile(prof) -> str:
     rows += [(k.removesuffix("_ms").removesuffix("_mb").replace("_", " "), v, prof.unit(k)) for k, v in m.items()]
     env = prof.environment
     for key in ("cpu", "cores_usable", "threads", "governor", "load_average_before", "load_average_after",
-                "thermal_max_c", "runtime_version", "memory_method", "os"):
+                "thermal_max_c", "thermal_state", "thermal_wait_s", "runtime_version", "memory_method", "os", "host"):
         if key in env:
             val = env[key]
             rows.append((key.replace("_", " "), ", ".join(f"{x:.2f}" for x in val) if isinstance(val, list) else val, ""))
@@ -305,10 +306,12 @@ def render_profile(prof) -> str:
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Runtime threads (default: usable cores).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--timeout", type=click.FloatRange(min=1), default=None, help="Seconds before the worker is killed.")
+@click.option("--compute-unit", default=None,
+              help="apple, Core ML: ALL | CPU_AND_NE | CPU_AND_GPU | CPU_ONLY (default ALL).")
 @click.option("--quick", is_flag=True, help="CI settings: 20 iterations and 1 s minimum.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (raw samples included).")
 def profile(artifact, target_name, device, runtime, iterations, min_seconds, warmup, threads, batch_size,
-            timeout, quick, as_json) -> None:
+            timeout, compute_unit, quick, as_json) -> None:
     """Measure ARTIFACT: latency statistics, load times, first inference, peak memory."""
     from harness import plugins
     from harness.artifacts import Artifact
@@ -321,6 +324,10 @@ def profile(artifact, target_name, device, runtime, iterations, min_seconds, war
         raise UserError(f"{why}" + (f" (targets that take it: {', '.join(capable)})" if capable else ""))
     dev = _pick_device(target, target_name, device)
     settings = _profile_settings(quick, iterations, min_seconds, warmup, threads, runtime, timeout, batch_size)
+    if compute_unit:
+        from dataclasses import replace
+
+        settings = replace(settings, compute_unit=compute_unit)
     prof = target.profile(art, dev, settings)
     if as_json:
         emit_json(prof.to_dict())

@@ -83,6 +83,22 @@ class ModelEntry:
                                   ("img_size", self.img_size)) if v is not None}
 
 
+def precisions_for(fmt: str, delegate: str | None) -> tuple[str, ...] | None:
+    """The precisions a built-in exporter takes (the first is its default); None for a
+    plugin's format, which validates its own."""
+    if fmt == "executorch":
+        from harness.exporters.executorch import DELEGATES as ET_DELEGATES
+
+        return ET_DELEGATES[delegate or "xnnpack"].precisions
+    if fmt == "coreml":
+        from harness.exporters.coreml import PRECISIONS as COREML
+
+        return COREML
+    if fmt in ("onnx", "pt2"):
+        return ("fp32",)
+    return None
+
+
 @dataclass(frozen=True)
 class ExportEntry:
     format: str
@@ -324,6 +340,12 @@ def _parse(data: dict[str, Any], source: str, text: str) -> Plan:
             raise r.fail(("exports", i, "delegate"), f"only executorch exports take a delegate, not {t['format']}")
         if t["format"] == "executorch" and "delegate" not in t:
             t["delegate"] = "xnnpack"
+        allowed = precisions_for(t["format"], t.get("delegate"))
+        if allowed and "precision" not in t:
+            t["precision"] = allowed[0]
+        elif allowed and t["precision"] not in allowed:
+            what = f"{t['format']}/{t['delegate']}" if t.get("delegate") else t["format"]
+            raise r.fail(("exports", i, "precision"), f"{what} does not take {t['precision']}; it takes {', '.join(allowed)}")
         if "calibration" in t and t.get("precision") != "int8":
             raise r.fail(("exports", i, "calibration"), "calibration data is only used by int8 exports")
         exports.append(ExportEntry(**t))

@@ -30,6 +30,7 @@ BUILTIN_TARGETS: dict[str, str] = {
     "aihub": "targets.aihub:AIHubTarget",
     "android": "targets.android:AndroidTarget",
     "apple": "targets.apple:AppleTarget",
+    "remote": "targets.remote:RemoteTarget",
 }
 
 

@@ -20,7 +20,7 @@ from harness.artifacts import Artifact, ArtifactError
 from harness.errors import UserError
 from targets.agent import concrete_shape, cpu_model
 from targets.base import Device, Profile, ProfileSettings, TargetError
-from targets.worker import local_agent_command, local_agent_env, run_agent
+from targets.worker import AgentAnswer, local_agent_command, local_agent_env, run_agent
 
 # artifact format -> runtimes that can run it here (first is the default)
 RUNTIMES_FOR_FORMAT = {"onnx": ("ort",), "executorch": ("executorch",), "pt2": ("torch",)}
@@ -73,12 +73,7 @@ class HostTarget:
 
     # -- measuring ----------------------------------------------------------------------
     def _request(self, artifact: Artifact, runtime: str, settings: ProfileSettings) -> dict[str, Any]:
-        return {
-            "runtime": runtime,
-            "artifact": {"path": str(artifact.path), "format": artifact.format, "inputs": artifact.inputs},
-            "settings": {"loop": settings.to_dict()["loop"], "threads": settings.threads,
-                         "batch_size": settings.batch_size, "options": settings.options},
-        }
+        return agent_request(artifact, runtime, settings)
 
     def profile(self, artifact: Artifact, device: Device, settings: ProfileSettings) -> Profile:
         runtime = self.runtime_for(artifact, settings.runtime)
@@ -87,23 +82,8 @@ class HostTarget:
         load_before = _loadavg()
         answer = run_agent(local_agent_command(), {"action": "profile", **self._request(artifact, runtime, settings)},
                            timeout_s=settings.timeout_s, env=local_agent_env())
-        res = answer.result or {}
-        env = dict(res.get("environment", {}))
-        env["load_average_parent_before"] = load_before
-        facts = res.get("facts", {})
-        prof = Profile.from_samples(
-            self.name, device, artifact.sha256, runtime, res.get("samples_ms", answer.samples_ms),
-            metrics=res.get("metrics", {}), units={"runtime_import_ms": "ms"}, compute_unit="cpu",
-            environment=env, settings=settings.to_dict(),
-            details={"facts": facts, "loop": res.get("loop", {}), "worker_wall_s": answer.wall_s,
-                     "artifact": {"path": str(artifact.path), "format": artifact.format,
-                                  "delegate": artifact.delegate, "precision": artifact.precision}},
-        )
-        busy = (env.get("load_average_before") or [0])[0]
-        cores = env.get("cores_usable") or 1
-        if busy > cores:
-            prof.warnings.append(f"machine was busy before the run (load average {busy:.1f} on {cores} cores)")
-        return prof
+        return profile_from_answer(self.name, device, artifact, runtime, settings, answer,
+                                   {"load_average_parent_before": load_before})
 
     def infer(self, artifact: Artifact, device: Device, inputs: list[np.ndarray],
               settings: ProfileSettings | None = None) -> list[np.ndarray]:
@@ -120,6 +100,39 @@ class HostTarget:
                       what="inference worker")
             with np.load(out_path) as z:
                 return [z[f"output_{i}"] for i in range(len(inputs))]
+
+
+def agent_request(artifact: Artifact, runtime: str, settings: ProfileSettings, path: str | None = None,
+                  **extra_settings: Any) -> dict[str, Any]:
+    """The agent's request for ``artifact`` (at ``path`` on the agent's host: default its own)."""
+    return {
+        "runtime": runtime,
+        "artifact": {"path": path or str(artifact.path), "format": artifact.format, "inputs": artifact.inputs},
+        "settings": {"loop": settings.to_dict()["loop"], "threads": settings.threads,
+                     "batch_size": settings.batch_size, "options": settings.options, **extra_settings},
+    }
+
+
+def profile_from_answer(target: str, device: Device, artifact: Artifact, runtime: str, settings: ProfileSettings,
+                        answer: AgentAnswer, environment: dict[str, Any] | None = None,
+                        compute_unit: str = "cpu") -> Profile:
+    """A Profile from the agent's answer: its samples, metrics, facts and environment."""
+    res = answer.result or {}
+    env = {**res.get("environment", {}), **(environment or {})}
+    prof = Profile.from_samples(
+        target, device, artifact.sha256, runtime, res.get("samples_ms", answer.samples_ms),
+        metrics=res.get("metrics", {}), units={"runtime_import_ms": "ms"}, compute_unit=compute_unit,
+        environment=env, settings=settings.to_dict(),
+        details={"facts": res.get("facts", {}), "loop": res.get("loop", {}), "worker_wall_s": answer.wall_s,
+                 "artifact": {"path": str(artifact.path), "format": artifact.format,
+                              "delegate": artifact.delegate, "precision": artifact.precision}},
+    )
+    prof.warnings.extend(res.get("warnings", []))
+    busy = (env.get("load_average_before") or [0])[0]
+    cores = env.get("cores_usable") or 1
+    if busy > cores:
+        prof.warnings.append(f"machine was busy before the run (load average {busy:.1f} on {cores} cores)")
+    return prof
 
 
 def _loadavg() -> list[float] | None:

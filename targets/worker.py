@@ -64,11 +64,14 @@ def run_agent(
     env: dict[str, str] | None = None,
     what: str = "profiling worker",
     on_event: Callable[[dict[str, Any]], None] | None = None,
+    diagnose: Callable[[int, list[str], AgentAnswer], TargetError | None] | None = None,
 ) -> AgentAnswer:
     """Send ``request`` to the agent started by ``command`` and collect its answer.
 
     Raises TargetError (with the samples taken so far) when the agent refuses, fails,
-    crashes or runs past ``timeout_s``."""
+    crashes or runs past ``timeout_s``. ``diagnose`` (exit code, last stderr lines, what was
+    read) may name the cause of a death the command itself explains better (a transport that
+    could not connect, a Python that is not there)."""
     request = {"protocol": PROTOCOL, "agent_version": AGENT_VERSION, **request}
     answer = AgentAnswer()
     start = time.monotonic()
@@ -105,6 +108,10 @@ def run_agent(
         raise TargetError(f"{what}: {error.get('message')}", kind=kind, samples_ms=answer.samples_ms,
                           retryable=False)
     if answer.result is None:
+        found = diagnose(code, tail, answer) if diagnose is not None else None
+        if found is not None:
+            found.samples_ms = answer.samples_ms
+            raise found
         detail = f": {' | '.join(tail)}" if tail else ""
         raise TargetError(
             f"{what} died ({_describe_exit(code)}) after {len(answer.samples_ms)} samples{detail}",

@@ -1,4 +1,5 @@
-"""Small artifacts for host-target tests, made with the runtimes' own export APIs."""
+"""Small artifacts for target tests, made with the runtimes' own export APIs (onnx, pt2,
+executorch with XNNPACK, coreml as an .mlpackage)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,14 @@ def make_artifact(folder: Path, fmt: str, cfg=None) -> Artifact:
         prog = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch()
         path.write_bytes(prog.buffer)
         delegate = "xnnpack"
+    elif fmt == "coreml":  # conversion works on Linux; prediction needs macOS
+        import coremltools as ct
+
+        path = folder / "model.mlpackage"
+        ml = ct.convert(ep.run_decompositions({}), inputs=[ct.TensorType(name="image", shape=x.shape)],
+                        outputs=[ct.TensorType(name="logits")], convert_to="mlprogram",
+                        minimum_deployment_target=ct.target.macOS14)
+        ml.save(str(path))
     else:
         raise ValueError(fmt)
     manifest = {"file": path.name, "format": fmt, "delegate": delegate, "precision": "fp32",

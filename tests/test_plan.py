@@ -74,6 +74,7 @@ def test_default_plan_is_lite_and_tiny_on_the_host():
     (('min_iterations = 20', 'min_iterations = -3'), ["measure.min_iterations", "positive integer", ":20:"]),
     (('name = "host"', 'name = "phone"'), ["targets[0].name", "'phone' is not allowed", "host"]),
     (('percentile = 90', 'percentile = 99'), ["budgets.percentile", "one of 50, 90"]),
+    (('format = "onnx"', 'format = "onnx"\nprecision = "int8"'), ["exports[0].precision", "onnx does not take int8"]),
     (('img_size = 32', 'img_sise = 32'), ["models[0].img_sise", "unknown field", "img_size"]),
     (('device = "host"', 'device = "pixel-8"'), ["budgets.devices[0].device", "'pixel-8' is not a device this plan runs", "host"]),
     (('name = "nightly"', ''), ["name", "missing"]),

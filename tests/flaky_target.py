@@ -1,0 +1,30 @@
+"""A third-party-style target for dispatcher tests: the host target, but its first profile of
+each artifact fails as an infrastructure error (a phone that drops off USB once)."""
+
+from __future__ import annotations
+
+import threading
+
+from targets.base import TargetError
+from targets.host import HostTarget
+
+
+class FlakyTarget(HostTarget):
+    name = "flaky"
+    _seen: set[str] = set()
+    _lock = threading.Lock()
+
+    def profile(self, artifact, device, settings):
+        with self._lock:
+            first = artifact.sha256 not in self._seen
+            self._seen.add(artifact.sha256)
+        if first:
+            raise TargetError("device went away (adb: device offline)", kind="infrastructure", samples_ms=[1.0])
+        prof = super().profile(artifact, device, settings)
+        prof.target = self.name
+        return prof
+
+    def devices(self):
+        from dataclasses import replace
+
+        return [replace(d, target=self.name) for d in super().devices()]

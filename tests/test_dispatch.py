@@ -1,0 +1,181 @@
+"""`vitbench run`: the whole pipeline on small models, kill -9 and resume, shards, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from harness import plugins
+from harness.cli import main
+from harness.dispatch import Dispatcher
+from harness.plan import load_plan
+from harness.store import open_store
+
+PLAN = """
+name = "small"
+
+[[models]]
+source = "tiny"
+img_size = 32
+
+[[exports]]
+format = "onnx"
+
+[[exports]]
+format = "pt2"
+
+[[targets]]
+name = "host"
+devices = ["host"]
+
+[measure]
+warmup_iterations = 1
+warmup_seconds = 0.0
+min_iterations = 5
+min_seconds = {seconds}
+"""
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("VITBENCH_COMMIT", "abc123def456")
+    return tmp_path
+
+
+def _plan(tmp_path, seconds=0.05, extra=""):
+    p = tmp_path / "plan.toml"
+    p.write_text(PLAN.format(seconds=seconds) + extra)
+    return p
+
+
+def _cli(*args):
+    res = CliRunner().invoke(main, [str(a) for a in args])
+    return res.exit_code, res.output
+
+
+def test_run_stores_every_cell_and_a_rerun_skips_them(env):
+    db = env / "r.db"
+    code, out = _cli("run", _plan(env), "--store", db, "--quiet", "--json")
+    assert code == 0, out
+    summary = json.loads(out)
+    assert summary["done"] == 2 and summary["failed"] == 0 and summary["finished"]
+    st = open_store(db)
+    cells = st.cells([summary["run_id"]])
+    assert {c["export_label"] for c in cells} == {"onnx", "pt2"} and all(c["status"] == "done" for c in cells)
+    samples = st.samples([c["id"] for c in cells])
+    assert all(len(s) >= 5 for s in samples.values())
+    names = {m["name"] for m in st.metrics([c["id"] for c in cells])}
+    assert {"latency_p90_ms", "latency_p90_ci_high_ms", "load_cold_ms", "peak_memory_mb", "parity_cosine"} <= names
+    # the same plan and commit again: nothing to do
+    code, out = _cli("run", _plan(env), "--store", db, "--quiet", "--json")
+    again = json.loads(out)
+    assert code == 0 and again["run_id"] == summary["run_id"] and again["skipped"] == 2 and again["done"] == 0
+    # --new measures again in a run of its own
+    code, out = _cli("run", _plan(env), "--store", db, "--quiet", "--json", "--new")
+    assert json.loads(out)["run_id"] != summary["run_id"] and json.loads(out)["done"] == 2
+
+
+def test_failures_do_not_stop_other_cells(env):
+    extra = '\n[[targets]]\nname = "host"\ndevices = ["no-such-machine"]\nruntime = "ort"\n'
+    plan = load_plan(_plan(env, extra=extra))
+    st = open_store(env / "r.db")
+    summary = Dispatcher(plan, st, quiet=True).run()
+    assert summary.done == 2 and summary.failed == 2
+    failed = [c for c in st.cells([summary.run_id]) if c["status"] == "failed"]
+    assert {c["failure_kind"] for c in failed} == {"infrastructure"}
+    assert all("no-such-machine" in c["failure_reason"] for c in failed)
+
+
+def test_export_that_cannot_be_made_fails_its_cells_only(env, monkeypatch):
+    monkeypatch.delenv("QNN_SDK_ROOT", raising=False)
+    extra = '\n[[exports]]\nformat = "executorch"\ndelegate = "qnn"\nprecision = "int8"\n'
+    plan = load_plan(_plan(env, extra=extra))
+    st = open_store(env / "r.db")
+    summary = Dispatcher(plan, st, quiet=True).run()
+    assert summary.done == 2 and summary.failed == 1
+    bad = next(c for c in st.cells([summary.run_id]) if c["status"] == "failed")
+    assert "QNN_SDK_ROOT" in bad["failure_reason"] and bad["failure_kind"] == "infrastructure"
+
+
+def test_retryable_failures_are_retried(env, monkeypatch):
+    monkeypatch.setitem(plugins.BUILTIN_TARGETS, "flaky", "tests.flaky_target:FlakyTarget")
+    text = _plan(env).read_text().replace('name = "host"', 'name = "flaky"')
+    (env / "flaky.toml").write_text(text)
+    plan = load_plan(env / "flaky.toml")
+    st = open_store(env / "r.db")
+    waits = []
+    summary = Dispatcher(plan, st, quiet=True, sleep=waits.append).run()
+    assert summary.done == 2 and summary.failed == 0 and len(waits) == 2
+    assert all(c["details"]["attempts"] == 2 for c in st.cells([summary.run_id]))
+
+
+def test_shards_write_into_one_run(env):
+    db = env / "r.db"
+    outs = []
+    for shard in ("1/2", "2/2"):
+        code, out = _cli("run", _plan(env), "--store", db, "--shard", shard, "--run-id", "nightly-1", "--quiet",
+                         "--json")
+        assert code == 0, out
+        outs.append(json.loads(out))
+    assert outs[0]["done"] == 1 and outs[1]["done"] == 1
+    assert not outs[0]["finished"] and outs[1]["finished"]
+    run = open_store(db).run("nightly-1")
+    assert run["status"] == "finished" and len(open_store(db).cells(["nightly-1"])) == 2
+
+
+def test_resume_of_an_unknown_run_or_another_plan(env):
+    db = env / "r.db"
+    code, out = _cli("run", _plan(env), "--store", db, "--resume", "nope", "--quiet")
+    assert code == 2 and "no run 'nope'" in out
+    _cli("run", _plan(env), "--store", db, "--run-id", "r1", "--quiet")
+    code, out = _cli("run", _plan(env, seconds=0.1), "--store", db, "--resume", "r1", "--quiet")
+    assert code == 2 and "made from another plan" in out
+
+
+def test_kill_9_then_resume_does_every_cell_exactly_once(env):
+    db = env / "r.db"
+    plan = _plan(env, seconds=2.0)
+    extra_models = '\n[[models]]\nsource = "tiny"\nimg_size = 48\n'
+    plan.write_text(plan.read_text() + extra_models)  # 4 cells of ~2 s each
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(plan), "--store", str(db), "--quiet"]
+    proc = subprocess.Popen(cmd, env=os.environ | {"PYTHONPATH": os.getcwd()}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    done = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        if db.exists():
+            with sqlite3.connect(db) as conn:
+                try:
+                    done = conn.execute("SELECT COUNT(*) FROM cells WHERE status = 'done'").fetchone()[0]
+                except sqlite3.OperationalError:
+                    done = 0
+            if done >= 1:
+                break
+    assert proc.poll() is None and 1 <= done < 4, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    st = open_store(db)
+    run_id = st.latest_run()["id"]
+    before = {c["cell_key"]: (c["finished_at"], len(st.samples([c["id"]])[c["id"]]))
+              for c in st.cells([run_id]) if c["status"] == "done"}
+    assert st.run(run_id)["finished_at"] is None
+    code, out = _cli("run", plan, "--store", db, "--resume", run_id, "--quiet", "--json")
+    assert code == 0, out
+    summary = json.loads(out)
+    assert summary["skipped"] == len(before) and summary["done"] == 4 - len(before) and summary["finished"]
+    cells = open_store(db).cells([run_id])
+    assert len(cells) == 4 and len({c["cell_key"] for c in cells}) == 4 and all(c["status"] == "done" for c in cells)
+    for c in cells:
+        if c["cell_key"] in before:  # measured before the kill: untouched, samples all there
+            assert (c["finished_at"], len(open_store(db).samples([c["id"]])[c["id"]])) == before[c["cell_key"]]
+            assert c["attempts"] == 1

@@ -583,13 +583,7 @@ def android_profile(artifact, serial, runner, runner_files, iterations, warmup, 
     if as_json:
         emit_json(prof.to_dict())
         return
-    s = prof.stats
-    click.echo(f"{device.name}  {device.attributes.get('chipset_name', device.chipset)}  {device.os}")
-    click.echo(f"latency ms  p50 {s.p50:.3f}  p90 {s.p90:.3f}  p99 {s.p99:.3f}  mean {s.mean:.3f}  (n={s.n}, cv {s.cv:.1%})")
-    for name, value in prof.metrics.items():
-        click.echo(f"{name:<24}{value:.4g} {prof.unit(name)}")
-    for w in prof.warnings:
-        click.echo(f"warning: {w}", err=True)
+    click.echo(render_profile(prof))
 
 
 # -- run, plan, runs, report, gate, compare (plans, store, reports) ----------------------------

@@ -409,7 +409,9 @@ class AndroidTarget:
             "serial": info.serial, "phone": info.to_dict(), "adb_server": self.client.address,
             "state_before": state_before.to_dict(), "state_after": state_after.to_dict(),
             "thermal_wait": m.wait, "threads": settings.threads if settings.threads is not None else "runner default",
-            "pinned_cpus": m.pinned, "screen": state_before.screen,
+            "pinned_cpus": m.pinned, "screen": state_before.screen, "os": f"Android {info.android}",
+            "thermal_state": f"{state_before.thermal_name} -> {state_after.thermal_name}",
+            "governor": ", ".join(sorted({c.governor for c in state_before.cpus if c.governor})),
         }
         if state_before.screen and state_before.screen != "Awake":
             warnings.append(f"screen is {state_before.screen}: the phone may be in a power-saving state")

@@ -1,0 +1,379 @@
+"""A fake adb server on loopback: the adb host protocol over TCP, phones as sandbox folders.
+
+It answers what vitbench's own client (targets/adb.py) asks a real adb server:
+``host:version``, ``host:devices-l``, ``host:transport:SERIAL``, then ``shell,v2,raw:`` (shell
+protocol packets with stdout, stderr and the exit code, streamed as the command prints) and
+``sync:`` (STAT, SEND with DATA/DONE, RECV answered with DATA/DONE or FAIL, QUIT).
+
+Each phone is a folder on this machine. Shell commands run in bash with the phone's ``bin/``
+first on PATH (scripted ``getprop``, ``dumpsys``, ``taskset``, ``su`` on rooted phones) and
+device paths (/data, /sdcard, /sys, /proc/meminfo) mapped into the folder; /proc/PID stays the
+real one, so VmHWM is the stand-in runner's real peak memory. A phone can be made to cool
+down over successive polls, or to drop off the bus in the middle of a command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import socketserver
+import struct
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MAPPED_PREFIXES = ("/data/", "/sdcard/", "/sys/", "/proc/meminfo")
+_PATH_RE = re.compile(r"(?<![\w./-])(" + "|".join(re.escape(p) for p in MAPPED_PREFIXES) + ")")
+
+SNAPDRAGON_PROPS = {
+    "ro.product.model": "SM-S928B", "ro.product.manufacturer": "samsung",
+    "ro.product.marketname": "Galaxy S24 Ultra",
+    "ro.build.version.release": "14", "ro.build.version.sdk": "34",
+    "ro.soc.manufacturer": "QTI", "ro.soc.model": "SM8650", "ro.board.platform": "pineapple",
+    "ro.product.cpu.abi": "arm64-v8a", "ro.hardware": "qcom",
+}
+MEDIATEK_PROPS = {
+    "ro.product.model": "V2309A", "ro.product.manufacturer": "vivo",
+    "ro.build.version.release": "14", "ro.build.version.sdk": "34",
+    "ro.soc.manufacturer": "Mediatek", "ro.soc.model": "MT6989", "ro.board.platform": "mt6989",
+    "ro.product.cpu.abi": "arm64-v8a", "ro.hardware": "mt6989",
+}
+
+# (max kHz, cur kHz, governor) per CPU: 1+5+2 (SM8650) and 4+4 (Dimensity 9300: all big)
+SNAPDRAGON_CPUS = [(2265600, 1200000, "walt")] * 2 + [(3148800, 2000000, "walt")] * 5 + [(3302400, 2500000, "walt")]
+MEDIATEK_CPUS = [(2000000, 1500000, "schedutil")] * 4 + [(3250000, 2850000, "schedutil")] * 4
+
+
+@dataclass
+class FakePhone:
+    serial: str
+    root: Path
+    props: dict[str, str]
+    cpus: list[tuple[int, int, str]]
+    thermal: list[int] = field(default_factory=lambda: [0])  # successive polls; the last repeats
+    battery_tenths: list[int] = field(default_factory=lambda: [305])
+    rooted: bool = False
+    mem_total_kb: int = 12_000_000
+    physics: dict = field(default_factory=dict)  # read by the stand-in runners
+    drop_on: tuple[str, int] | None = None  # (command substring, packets sent before the drop)
+    present: bool = True
+    state: str = "device"  # "unauthorized": listed, but the USB debugging prompt was not accepted
+    shell_v2: bool = True  # False: an adbd before Android 7, raw shell: only
+    sends: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+
+    def setup(self) -> FakePhone:
+        r = self.root
+        for d in ("bin", "state", "data/local/tmp", "sdcard", "proc"):
+            (r / d).mkdir(parents=True, exist_ok=True)
+        (r / "proc/meminfo").write_text(f"MemTotal:       {self.mem_total_kb} kB\nMemFree:         3000000 kB\n")
+        for i, (mx, cur, gov) in enumerate(self.cpus):
+            d = r / f"sys/devices/system/cpu/cpu{i}/cpufreq"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "cpuinfo_max_freq").write_text(f"{mx}\n")
+            (d / "scaling_max_freq").write_text(f"{mx}\n")
+            (d / "scaling_cur_freq").write_text(f"{cur}\n")
+            (d / "scaling_governor").write_text(f"{gov}\n")
+        (r / "state/props").write_text("".join(f"[{k}]: [{v}]\n" for k, v in self.props.items()))
+        (r / "state/thermal").write_text(" ".join(map(str, self.thermal)) + "\n")
+        (r / "state/battery").write_text(" ".join(map(str, self.battery_tenths)) + "\n")
+        (r / "state/physics.json").write_text(json.dumps(self.physics))
+        self._write_bin()
+        return self
+
+    def _write_bin(self) -> None:
+        scripts = {
+            "getprop": r'''#!/bin/bash
+if [ $# -eq 0 ]; then cat "$PHONE/state/props"; exit 0; fi
+sed -n "s/^\[$1\]: \[\(.*\)\]$/\1/p" "$PHONE/state/props"
+''',
+            # pops the head of a space-separated queue file unless it is the last value
+            "_next": r'''#!/bin/bash
+read -r -a q < "$1"; echo "${q[0]}"
+if [ ${#q[@]} -gt 1 ]; then echo "${q[@]:1}" > "$1"; fi
+''',
+            "dumpsys": r'''#!/bin/bash
+case "$1" in
+thermalservice)
+  s=$(_next "$PHONE/state/thermal")
+  printf 'IsStatusOverride: false\nThermalEventListeners:\n\tcallbacks: 1\nThermal Status: %s\n' "$s"
+  printf 'Cached temperatures:\n\tTemperature{mValue=%s.0, mType=0, mName=CPU0, mStatus=%s}\n' $((35 + 5 * s)) "$s"
+  printf 'HAL Ready: true\nCurrent temperatures from HAL:\n\tTemperature{mValue=%s.5, mType=3, mName=skin, mStatus=%s}\n' $((33 + 3 * s)) "$s";;
+battery)
+  t=$(_next "$PHONE/state/battery")
+  printf 'Current Battery Service state:\n  AC powered: false\n  USB powered: true\n  status: 2\n  level: 81\n  scale: 100\n  voltage: 4120\n  temperature: %s\n  technology: Li-ion\n' "$t";;
+power)
+  printf 'POWER MANAGER (dumpsys power)\n  mWakefulness=Awake\n  mWakefulnessChanging=false\n';;
+*) echo "Can't find service: $1" >&2; exit 1;;
+esac
+''',
+            # the ExecuTorch tag's messages of one process (logcat -d -v raw --pid=N)
+            "logcat": r'''#!/bin/bash
+pid=""
+for a in "$@"; do case "$a" in --pid=*) pid="${a#--pid=}";; esac; done
+[ -f "$PHONE/state/logcat" ] && sed -n "s/^$pid //p" "$PHONE/state/logcat"
+exit 0
+''',
+            # adbd runs as the shell user, whoever runs this fake
+            "id": r'''#!/bin/bash
+if [ "$1" = "-u" ]; then echo 2000; else echo "uid=2000(shell) gid=2000(shell) groups=2000(shell)"; fi
+''',
+            # records the mask and runs the command unpinned (this machine has other cores)
+            "taskset": r'''#!/bin/bash
+echo "$1" >> "$PHONE/state/taskset"
+shift; exec "$@"
+''',
+        }
+        if self.rooted:
+            scripts["su"] = r'''#!/bin/bash
+if [ "$1" = "-c" ]; then shift; fi
+case "$*" in "id -u") echo 0;; *) exec bash -c "$*";; esac
+'''
+        for name, text in scripts.items():
+            p = self.root / "bin" / name
+            p.write_text(text)
+            p.chmod(0o755)
+
+    def map_path(self, path: str) -> Path:
+        return Path(_PATH_RE.sub(lambda m: str(self.root) + m.group(1), path))
+
+    def map_command(self, command: str) -> str:
+        return _PATH_RE.sub(lambda m: str(self.root) + m.group(1), command)
+
+    def taskset_masks(self) -> list[str]:
+        p = self.root / "state/taskset"
+        return p.read_text().split() if p.exists() else []
+
+    def thermal_left(self) -> list[int]:
+        return [int(x) for x in (self.root / "state/thermal").read_text().split()]
+
+
+class FakeAdbServer:
+    """``with FakeAdbServer() as srv: srv.add(phone)``; ``srv.address`` is "127.0.0.1:PORT"."""
+
+    def __init__(self) -> None:
+        self.phones: dict[str, FakePhone] = {}
+        self.requests: list[str] = []
+        fake = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                self.request.settimeout(60)
+                try:
+                    fake._serve(self.request)
+                except (ConnectionError, TimeoutError, OSError):
+                    pass
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def add(self, phone: FakePhone) -> FakePhone:
+        self.phones[phone.serial] = phone.setup()
+        return phone
+
+    def __enter__(self) -> FakeAdbServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- wire ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _read(sock: socket.socket, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("client went away")
+            buf += chunk
+        return buf
+
+    def _read_request(self, sock: socket.socket) -> str:
+        n = int(self._read(sock, 4), 16)
+        return self._read(sock, n).decode()
+
+    @staticmethod
+    def _okay(sock: socket.socket, payload: str | None = None) -> None:
+        data = b"OKAY"
+        if payload is not None:
+            data += b"%04x" % len(payload.encode()) + payload.encode()
+        sock.sendall(data)
+
+    @staticmethod
+    def _fail(sock: socket.socket, message: str) -> None:
+        sock.sendall(b"FAIL" + b"%04x" % len(message.encode()) + message.encode())
+
+    def _serve(self, sock: socket.socket) -> None:
+        req = self._read_request(sock)
+        self.requests.append(req)
+        if req == "host:version":
+            self._okay(sock, f"{41:04x}")
+        elif req in ("host:devices", "host:devices-l"):
+            lines = []
+            for i, p in enumerate(self.phones.values(), 1):
+                if not p.present:
+                    continue
+                model = p.props.get("ro.product.model", "").replace(" ", "_")
+                extra = f" product:{model.lower()} model:{model} device:{model.lower()} transport_id:{i}" \
+                    if req.endswith("-l") else ""
+                if p.state != "device":
+                    extra = f" transport_id:{i}" if extra else ""
+                lines.append(f"{p.serial}\t{p.state}\n" if not extra else f"{p.serial:<22} {p.state}{extra}\n")
+            self._okay(sock, "".join(lines))
+        elif req.startswith("host-serial:") and req.endswith(":features"):
+            phone = self.phones.get(req.split(":")[1])
+            if phone is None or not phone.present:
+                self._fail(sock, f"device '{req.split(':')[1]}' not found")
+                return
+            self._okay(sock, ",".join(["cmd", "stat_v2", "ls_v2", "fixed_push_mkdir", "apex"]
+                                      + (["shell_v2"] if phone.shell_v2 else [])))
+        elif req.startswith("host:transport:"):
+            serial = req.split(":", 2)[2]
+            phone = self.phones.get(serial)
+            if phone is None or not phone.present:
+                self._fail(sock, f"device '{serial}' not found")
+                return
+            if phone.state != "device":
+                self._fail(sock, f"device {phone.state}. This adb server's $ADB_VENDOR_KEYS is not set; "
+                                 "try 'adb kill-server' if that seems wrong.")
+                return
+            self._okay(sock)
+            service = self._read_request(sock)
+            self.requests.append(f"{serial}:{service.split(':')[0]}")
+            if (service.startswith("shell,v2,raw:") or service.startswith("shell,v2:")) and phone.shell_v2:
+                self._okay(sock)
+                self._shell(sock, phone, service.split(":", 1)[1])
+            elif service.startswith("shell:"):
+                self._okay(sock)
+                self._shell(sock, phone, service.split(":", 1)[1], v1=True)
+            elif service == "sync:":
+                self._okay(sock)
+                self._sync(sock, phone)
+            else:
+                self._fail(sock, f"unsupported service {service!r}")
+        else:
+            self._fail(sock, f"unknown host service {req!r}")
+
+    # -- shell --------------------------------------------------------------------------------
+
+    def _shell(self, sock: socket.socket, phone: FakePhone, command: str, v1: bool = False) -> None:
+        """v2: packets (id, length, data) and an exit packet; v1 (``v1``): the raw bytes of
+        stdout and stderr together, then the connection closes."""
+        phone.commands.append(command)
+        env = dict(os.environ, PHONE=str(phone.root), HOME=str(phone.root),
+                   PATH=f"{phone.root / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+        proc = subprocess.Popen(["bash", "-c", phone.map_command(command)], cwd=phone.root, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        packets: queue.Queue = queue.Queue()
+
+        def pump(stream, kind: int) -> None:
+            for line in iter(stream.readline, b""):
+                packets.put((kind, line))
+            packets.put((kind, None))
+
+        threads = [threading.Thread(target=pump, args=(proc.stdout, 1), daemon=True),
+                   threading.Thread(target=pump, args=(proc.stderr, 2), daemon=True)]
+        for t in threads:
+            t.start()
+        drop = phone.drop_on if phone.drop_on and phone.drop_on[0] in command else None
+        sent, open_streams = 0, 2
+        try:
+            while open_streams:
+                kind, data = packets.get(timeout=120)
+                if data is None:
+                    open_streams -= 1
+                    continue
+                if drop and sent >= drop[1]:
+                    phone.present = False  # unplugged: gone from host:devices, transport fails
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    sock.shutdown(socket.SHUT_RDWR)
+                    return
+                sock.sendall(data if v1 else bytes([kind]) + struct.pack("<I", len(data)) + data)
+                sent += 1
+            code = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if v1:
+            sock.shutdown(socket.SHUT_RDWR)
+        else:
+            sock.sendall(bytes([3]) + struct.pack("<I", 1) + bytes([code & 0xFF]))
+
+    # -- sync ---------------------------------------------------------------------------------
+
+    def _sync(self, sock: socket.socket, phone: FakePhone) -> None:
+        while True:
+            head = self._read(sock, 8)
+            ident, n = head[:4], struct.unpack("<I", head[4:])[0]
+            arg = self._read(sock, n).decode() if n else ""
+            if ident == b"QUIT":
+                return
+            if ident == b"STAT":
+                p = phone.map_path(arg)
+                st = p.stat() if p.exists() else None
+                sock.sendall(b"STAT" + struct.pack("<III", st.st_mode if st else 0, st.st_size if st else 0,
+                                                   int(st.st_mtime) if st else 0))
+            elif ident == b"SEND":
+                path, _, mode = arg.rpartition(",")
+                p = phone.map_path(path)
+                data = bytearray()
+                while True:
+                    h = self._read(sock, 8)
+                    k, m = h[:4], struct.unpack("<I", h[4:])[0]
+                    if k == b"DATA":
+                        data += self._read(sock, m)
+                    elif k == b"DONE":
+                        break
+                    else:
+                        raise ConnectionError(f"bad SEND packet {k!r}")
+                if not p.parent.is_dir():
+                    msg = f"secure_mkdirs failed: {path}: No such file or directory"
+                    sock.sendall(b"FAIL" + struct.pack("<I", len(msg)) + msg.encode())
+                    continue
+                p.write_bytes(bytes(data))
+                p.chmod(int(mode) & 0o777)
+                phone.sends.append(path)
+                sock.sendall(b"OKAY" + struct.pack("<I", 0))
+            elif ident == b"RECV":
+                p = phone.map_path(arg)
+                if not p.is_file():
+                    msg = f"remote object '{arg}' does not exist"
+                    sock.sendall(b"FAIL" + struct.pack("<I", len(msg)) + msg.encode())
+                    continue
+                data = p.read_bytes()
+                for i in range(0, len(data), 65536):
+                    chunk = data[i:i + 65536]
+                    sock.sendall(b"DATA" + struct.pack("<I", len(chunk)) + chunk)
+                sock.sendall(b"DONE" + struct.pack("<I", 0))
+            else:
+                msg = f"unknown sync request {ident!r}"
+                sock.sendall(b"FAIL" + struct.pack("<I", len(msg)) + msg.encode())
+                return
+
+
+def snapdragon_phone(root: Path, serial: str = "R5CX10SNAP", **kw) -> FakePhone:
+    kw.setdefault("physics", {"base_ms": 12.0, "load_ms": 35.0, "etdump": True})
+    return FakePhone(serial, root / serial, dict(SNAPDRAGON_PROPS), list(SNAPDRAGON_CPUS), **kw)
+
+
+def mediatek_phone(root: Path, serial: str = "10AD5F0MTK", **kw) -> FakePhone:
+    kw.setdefault("physics", {"base_ms": 15.0, "load_ms": 42.0})
+    return FakePhone(serial, root / serial, dict(MEDIATEK_PROPS), list(MEDIATEK_CPUS), **kw)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.measure import _rank_test_p
+from harness.measure import rank_test_p
 from harness.store import Store, StoreError
 
 ALPHA = 0.01
@@ -95,7 +95,7 @@ def compare_samples(before: Sequence[float], after: Sequence[float], alpha: floa
                           math.nan, int(a.size), int(b.size), min_effect, "too few samples")
     ratio = med_b / med_a
     big_enough = abs(ratio - 1) >= min_effect
-    p = _rank_test_p(a, b) if big_enough or full else math.nan
+    p = rank_test_p(a, b) if big_enough or full else math.nan
     candidate = big_enough and p < alpha
     lo, hi = math.nan, math.nan
     if candidate or full:

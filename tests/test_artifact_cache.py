@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import small_config
 
 from harness.artifacts import (
     MANIFEST,
@@ -23,6 +22,7 @@ from harness.artifacts import (
 )
 from harness.model import build_model
 from harness.parity import REFERENCE_FILE
+from tests.conftest import small_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -58,7 +59,10 @@ def _plan(tmp_path, seconds=0.05, extra=""):
 
 
 def _cli(*args):
-    res = CliRunner().invoke(main, [str(a) for a in args])
+    args = [str(a) for a in args]
+    if args[0] == "run" and "--out" not in args:
+        args += ["--out", str(Path(args[args.index("--store") + 1]).parent / "out")]
+    res = CliRunner().invoke(main, args)
     return res.exit_code, res.output
 
 
@@ -146,7 +150,8 @@ def test_kill_9_then_resume_does_every_cell_exactly_once(env):
     plan = _plan(env, seconds=2.0)
     extra_models = '\n[[models]]\nsource = "tiny"\nimg_size = 48\n'
     plan.write_text(plan.read_text() + extra_models)  # 4 cells of ~2 s each
-    cmd = [sys.executable, "-m", "harness.cli", "run", str(plan), "--store", str(db), "--quiet"]
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(plan), "--store", str(db), "--quiet", "--out",
+           str(env / "out")]
     proc = subprocess.Popen(cmd, env=os.environ | {"PYTHONPATH": os.getcwd()}, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300

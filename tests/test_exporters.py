@@ -14,7 +14,6 @@ import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import small_config
 
 from harness.artifacts import Artifact, ExportSpec, export_artifact
 from harness.cli import main
@@ -22,6 +21,7 @@ from harness.errors import UserError
 from harness.exporters.common import LoweringError
 from harness.model import build_model, save_checkpoint
 from harness.parity import load_reference
+from tests.conftest import small_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

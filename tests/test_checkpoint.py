@@ -25,8 +25,12 @@ def test_save_load_round_trip_is_bit_exact(tmp_path, small_cfg):
         assert torch.equal(model(x), back(x))
 
 
-@pytest.mark.parametrize("name", list(TIMM_SHAPES))
-@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+@pytest.mark.parametrize("name, suffix", [
+    ("deit_tiny_patch16_224", ".pth"),
+    ("deit_tiny_patch16_224", ".safetensors"),
+    ("vit_large_patch16_224", ".safetensors"),
+    pytest.param("vit_large_patch16_224", ".pth", marks=pytest.mark.slow),
+])
 def test_timm_checkpoint_loads_and_matches_own_format(tmp_path, name, suffix):
     sd = timm_state_dict(name)
     path = tmp_path / f"{name}{suffix}"

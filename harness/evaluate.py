@@ -60,19 +60,19 @@ def evaluate_artifact(artifact: Any, target: Any, device: Any, ds: Dataset, n_bo
     shape = list(artifact.inputs[0]["shape"])
     if len(shape) != 4:
         raise DataError(f"artifact {artifact.path} takes input shape {shape}; expected (batch, channels, H, W)")
-    batch, chans, h, w = (int(s) if isinstance(s, int) and s > 0 else None for s in shape)
+    dims = [s if isinstance(s, int) and s > 0 else None for s in shape]
+    batch, chans, h, w = dims
     if h is None or h != w or chans is None:
         raise DataError(f"artifact {artifact.path} takes input shape {shape}; expected a square image size")
     x = ds.inputs(h, chans)
-    batch = batch or 1
-    chunks = []
+    batch = batch or 64  # a symbolic batch takes any size
+    batches = []
     for i in range(0, len(x), batch):
         chunk = x[i:i + batch]
-        if len(chunk) < batch:  # a fixed-batch artifact: pad, then drop the padding
-            pad = np.zeros((batch - len(chunk), *chunk.shape[1:]), dtype=chunk.dtype)
-            out = target.infer(artifact, device, [np.concatenate([chunk, pad])])[0][:len(chunk)]
-        else:
-            out = target.infer(artifact, device, [chunk])[0]
-        chunks.append(np.asarray(out, dtype=np.float32).reshape(len(chunk), -1))
-    return score_outputs(ds, np.concatenate(chunks), f"{target.name}:{device.name}", n_boot,
+        if len(chunk) < batch and dims[0] is not None:  # a fixed batch: pad, drop the padding after
+            chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), dtype=chunk.dtype)])
+        batches.append(np.ascontiguousarray(chunk, dtype=np.float32))
+    outputs = target.infer(artifact, device, batches)  # one call: one worker for the whole split
+    chunks = [np.asarray(o, dtype=np.float32).reshape(len(b), -1) for o, b in zip(outputs, batches, strict=True)]
+    return score_outputs(ds, np.concatenate(chunks)[:len(x)], f"{target.name}:{device.name}", n_boot,
                          artifact_sha256=artifact.sha256)

@@ -119,3 +119,25 @@ def test_train_preset_takes_the_data_sets_head(tmp_path):
     assert code == 0, out
     cfg = load_checkpoint(tmp_path / "ck").config
     assert cfg.num_classes == 2 and cfg.in_chans == 1 and cfg.labels == ("0", "1") and cfg.task == "multiclass"
+
+
+@pytest.mark.slow  # ~25 s: an ONNX export and a worker process
+def test_eval_artifact_on_the_host_target_matches_the_checkpoint(tmp_path):
+    """Accuracy kept on device is measured: the same weights exported to ONNX and run by the
+    host target's infer (ONNX Runtime in a worker process) score as the PyTorch checkpoint."""
+    from tests.host_artifacts import make_artifact
+
+    data = make_medmnist(tmp_path / "m.npz", size=16, n=(8, 8, 37), learnable=True)
+    cfg = small_config(img_size=16, patch_size=4, in_chans=1, num_classes=2, seed=4)
+    save_checkpoint(build_model(cfg), tmp_path / "ck")
+    art = make_artifact(tmp_path / "onnx", "onnx", cfg)  # same config and seed: same weights
+    code, out = _run("eval", tmp_path / "ck", "--data", data, "--json")
+    assert code == 0, out
+    ref = json.loads(out)
+    code, out = _run("eval", art.folder, "--data", data, "--target", "host", "--json")
+    assert code == 0, out
+    dev = json.loads(out)
+    assert dev["source"] == "host:host" and dev["n"] == ref["n"] == 37
+    assert dev["details"]["artifact_sha256"] == art.sha256
+    for a, b in zip(dev["metrics"], ref["metrics"], strict=True):
+        assert a["name"] == b["name"] and abs(a["value"] - b["value"]) < 1e-6

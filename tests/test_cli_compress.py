@@ -12,20 +12,12 @@ from harness.cli import main
 from harness.model import build_model, count_params, load_checkpoint, save_checkpoint
 from tests.conftest import small_config
 from tests.data_fixtures import make_busi, make_medmnist
+from tests.test_checkpoint import _assert_one_line_error
 
 
 def _run(*args):
     res = CliRunner().invoke(main, [str(a) for a in args])
     return res.exit_code, res.output
-
-
-def _one_line_error(code, out, *fragments):
-    assert code == 2, out
-    assert "Traceback" not in out
-    lines = [ln for ln in out.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("vitbench: error: "), out
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 def _small(num_classes=2, **kw):
@@ -82,33 +74,33 @@ def test_bad_input_is_one_line(tmp_path, toy):
     n = count_params(load_checkpoint(tmp_path / "t").config)
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "readme.md").write_text("x")
-    _one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", tmp_path / "junk",
+    _assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", tmp_path / "junk",
                           "--out", tmp_path / "s", "--keep-ratio", 0.5),
                     "not a data set layout", "found readme.md")
-    _one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s",
+    _assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s",
                           "--target-params", f"{n + 1}"), "not smaller than the teacher")
-    _one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s",
+    _assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s",
                           "--target-params", "lots"), "is not a count")
-    _one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s"),
+    _assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s"),
                     "exactly one of --target-params or --keep-ratio")
     # labels that do not fit the head: BUSI has 3 classes, the teacher 2
     make_busi(tmp_path / "busi")
-    _one_line_error(*_run("eval", tmp_path / "t", "--data", tmp_path / "busi"),
+    _assert_one_line_error(*_run("eval", tmp_path / "t", "--data", tmp_path / "busi"),
                     "3 classes", "2 outputs", "--num-classes 3")
-    _one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", tmp_path / "busi",
+    _assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", tmp_path / "busi",
                           "--out", tmp_path / "s", "--keep-ratio", 0.5), "3 classes")
     # a teacher of another architecture (a ResNet state dict)
     torch.save({"conv1.weight": torch.zeros(8, 3, 7, 7), "fc.weight": torch.zeros(2, 8)}, tmp_path / "resnet.pth")
-    _one_line_error(*_run("compress", "--teacher", tmp_path / "resnet.pth", "--data", toy, "--out", tmp_path / "s",
+    _assert_one_line_error(*_run("compress", "--teacher", tmp_path / "resnet.pth", "--data", toy, "--out", tmp_path / "s",
                           "--keep-ratio", 0.5), "not a timm VisionTransformer")
     # eval: an artifact needs a target, a checkpoint takes none
     art = tmp_path / "art"
     art.mkdir()
     (art / "model.onnx").write_bytes(b"x")
     (art / "manifest.json").write_text(json.dumps({"file": "model.onnx", "format": "onnx", "sha256": "0" * 64}))
-    _one_line_error(*_run("eval", art, "--data", toy), "--target")
-    _one_line_error(*_run("eval", tmp_path / "t", "--data", toy, "--target", "host"), "vitbench export")
-    _one_line_error(*_run("train", tmp_path / "t", "--data", tmp_path / "nowhere", "--out", tmp_path / "o"),
+    _assert_one_line_error(*_run("eval", art, "--data", toy), "--target")
+    _assert_one_line_error(*_run("eval", tmp_path / "t", "--data", toy, "--target", "host"), "vitbench export")
+    _assert_one_line_error(*_run("train", tmp_path / "t", "--data", tmp_path / "nowhere", "--out", tmp_path / "o"),
                     "does not exist")
 
 
@@ -121,17 +113,22 @@ def test_train_preset_takes_the_data_sets_head(tmp_path):
     assert cfg.num_classes == 2 and cfg.in_chans == 1 and cfg.labels == ("0", "1") and cfg.task == "multiclass"
 
 
-@pytest.mark.slow  # ~25 s: an ONNX export and a worker process
-def test_eval_artifact_on_the_host_target_matches_the_checkpoint(tmp_path):
-    """Accuracy kept on device is measured: the same weights exported to ONNX and run by the
-    host target's infer (ONNX Runtime in a worker process) score as the PyTorch checkpoint."""
+@pytest.mark.slow  # ~40 s: compression, an ONNX export and worker processes
+def test_compressed_checkpoint_exports_profiles_and_keeps_accuracy_on_host(tmp_path):
+    """A compressed student (uneven heads and MLP widths) exports to ONNX as a normal
+    checkpoint, profiles on the host target, and its accuracy measured through the host
+    target's infer (ONNX Runtime in a worker process) equals the PyTorch checkpoint's."""
     from tests.host_artifacts import make_artifact
 
-    data = make_medmnist(tmp_path / "m.npz", size=16, n=(8, 8, 37), learnable=True)
-    cfg = small_config(img_size=16, patch_size=4, in_chans=1, num_classes=2, seed=4)
-    save_checkpoint(build_model(cfg), tmp_path / "ck")
-    art = make_artifact(tmp_path / "onnx", "onnx", cfg)  # same config and seed: same weights
-    code, out = _run("eval", tmp_path / "ck", "--data", data, "--json")
+    data = make_medmnist(tmp_path / "m.npz", size=16, n=(64, 16, 37), learnable=True)
+    save_checkpoint(_small(), tmp_path / "teacher")
+    code, out = _run("compress", "--teacher", tmp_path / "teacher", "--data", data, "--out", tmp_path / "student",
+                     "--keep-ratio", 0.4, "--steps", 1, "--epochs-per-step", 2, "--final-epochs", 0, "--quiet")
+    assert code == 0, out
+    student = load_checkpoint(tmp_path / "student")
+    assert len(set(student.config.mlp_dims)) > 1 or len(set(student.config.num_heads)) > 1
+    art = make_artifact(tmp_path / "onnx", "onnx", model=student)
+    code, out = _run("eval", tmp_path / "student", "--data", data, "--json")
     assert code == 0, out
     ref = json.loads(out)
     code, out = _run("eval", art.folder, "--data", data, "--target", "host", "--json")
@@ -141,3 +138,7 @@ def test_eval_artifact_on_the_host_target_matches_the_checkpoint(tmp_path):
     assert dev["details"]["artifact_sha256"] == art.sha256
     for a, b in zip(dev["metrics"], ref["metrics"], strict=True):
         assert a["name"] == b["name"] and abs(a["value"] - b["value"]) < 1e-6
+    code, out = _run("profile", art.folder, "--target", "host", "--quick", "--json")
+    assert code == 0, out
+    prof = json.loads(out)
+    assert prof["stats"]["n"] >= 20 and prof["stats"]["p50"] > 0

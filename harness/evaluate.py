@@ -45,11 +45,11 @@ def score_outputs(ds: Dataset, scores: np.ndarray, source: str, n_boot: int = 10
 
 def evaluate_model(model: Any, ds: Dataset, n_boot: int = 1000) -> EvalResult:
     """PyTorch eager outputs of ``model`` on every image of ``ds``."""
-    from harness.compress.train import predict
+    from harness.compress.train import predict, tensors
 
     ds.check_fits(model.config)
-    x = ds.inputs(model.config.img_size, model.config.in_chans)
-    return score_outputs(ds, predict(model, x), "pytorch", n_boot)
+    data = tensors(ds, model.config.img_size, model.config.in_chans)
+    return score_outputs(ds, predict(model, data), "pytorch", n_boot)
 
 
 def evaluate_artifact(artifact: Any, target: Any, device: Any, ds: Dataset, n_boot: int = 1000) -> EvalResult:

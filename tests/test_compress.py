@@ -146,3 +146,22 @@ def test_same_training_code_runs_under_torchrun_ddp(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rank 0 of 2 ok" in proc.stdout and "rank 1 of 2 ok" in proc.stdout
     assert torch.distributed.is_available()
+
+
+def test_large_sets_decode_per_item_with_the_same_inputs(tmp_path, monkeypatch):
+    from harness.compress import train as train_mod
+    from harness.data import DataError
+    from tests.data_fixtures import make_folder
+
+    ds = load_dataset(make_folder(tmp_path / "f", classes=("a", "b"), per_class=5), split="train")
+    held = tensors(ds, 16, 3)
+    monkeypatch.setattr(train_mod, "IN_MEMORY_BYTES", 0)  # a "large" set: nothing held in memory
+    lazy = tensors(ds, 16, 3)
+    assert lazy._x is None and held._x is not None
+    for i in range(len(ds)):
+        assert torch.equal(lazy[i][0], held[i][0]) and lazy[i][1] == held[i][1]
+    model = build_model(_cfg(in_chans=3))
+    assert score(model, lazy, "auc", n_boot=0).value == score(model, held, "auc", n_boot=0).value
+    ds.items[0].write_bytes(b"broken")
+    with pytest.raises(DataError, match=ds.items[0].name):
+        tensors(ds, 16, 3)[0]

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset
 
 from harness.compress.train import score
 from harness.measure import LatencyStats, LoopSettings, summarize, timed_loop
@@ -85,7 +85,7 @@ def _fmt(r: MetricResult) -> str:
     return f"{r.value:.3f} [{r.ci_low:.3f},{r.ci_high:.3f}]"
 
 
-def compare(teacher: torch.nn.Module, student: torch.nn.Module, test: TensorDataset, metric: str,
+def compare(teacher: torch.nn.Module, student: torch.nn.Module, test: Dataset, metric: str,
             history: list[dict] | None = None, extra: tuple[str, ...] = (), n_boot: int = 1000,
             loop: LoopSettings = QUICK_LOOP) -> CompressReport:
     extra_metrics = {name: {"teacher": score(teacher, test, name, n_boot), "student": score(student, test, name, n_boot)}

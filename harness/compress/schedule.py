@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
 from harness.compress.distill import DistillLoss, DistillSettings, task_loss
 from harness.compress.prune import compute_importance, min_params, prune_to
@@ -71,8 +71,8 @@ def _loss_for(teacher, student_task, settings: CompressSettings, head_map):
 
 def compress(
     teacher: VisionTransformer,
-    train: TensorDataset,
-    val: TensorDataset,
+    train: Dataset,
+    val: Dataset,
     metric: str,
     settings: CompressSettings,
     work_dir: str | Path,

@@ -84,9 +84,10 @@ def main() -> None:
     teacher_epochs = args.teacher_epochs or (4 if args.quick else 15)
     base = TrainSettings(epochs=teacher_epochs, batch_size=64, lr=5e-4, weight_decay=0.05, shift=2)
     t0 = time.time()
-    teacher = fit(build_model(cfg).train(), train, base, val=val, metric="auc", task=cfg.task)
+    teacher = fit(build_model(cfg).train(), train, base, val=val, metric="auc", task=cfg.task,
+                  progress=lambda m: print(f"  teacher {m}", file=sys.stderr, flush=True))
     print(f"teacher trained: {teacher_epochs} epochs in {time.time() - t0:.0f} s; "
-          f"val AUC {score(teacher, val, 'auc', 0).value:.4f}")
+          f"val AUC {score(teacher, val, 'auc', 0).value:.4f}", flush=True)
 
     target = count_params(cfg) // 8
     steps, per_step, final = (2, 1, 1) if args.quick else (3, 2, 4)
@@ -103,9 +104,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, settings in variants.items():
             t0 = time.time()
-            student, history = compress(teacher, train, val, "auc", settings, Path(tmp) / name.split()[0])
+            student, history = compress(teacher, train, val, "auc", settings, Path(tmp) / name.split()[0],
+                                        progress=lambda m, n=name: print(f"  {n}: {m}", file=sys.stderr, flush=True))
             results[name] = (student, time.time() - t0)
-            print(f"{name}: {count_params(student.config):,} parameters in {time.time() - t0:.0f} s")
+            print(f"{name}: {count_params(student.config):,} parameters in {time.time() - t0:.0f} s", flush=True)
     shape = results["KD + attention (full)"][0].config
     t0 = time.time()
     total_epochs = steps * per_step + final

@@ -884,7 +884,6 @@ def train(model, data, uncertain, frontal_only, out_dir, epochs, batch_size, lr,
     tr = splits["train"]
     overrides = model_overrides(in_chans, num_classes, img_size, head_dim)
     if not Path(model).is_dir():  # a preset or an import takes the data set's head and task
-        overrides.setdefault("num_classes", None)
         overrides["num_classes"] = overrides["num_classes"] or tr.num_classes
         overrides["task"] = tr.task
         overrides["labels"] = tr.classes

@@ -154,7 +154,7 @@ def preprocess(images: Sequence[np.ndarray] | np.ndarray, img_size: int, in_chan
     normalised with :data:`MEAN` / :data:`STD` for that channel count. A float image is taken
     as already in [0, 1]. Pass ``model.config.img_size`` and ``model.config.in_chans``.
     """
-    if in_chans not in MEAN and in_chans < 1:
+    if in_chans < 1:
         raise DataError(f"in_chans must be positive, got {in_chans}")
     mean = np.array(MEAN.get(in_chans, (0.5,) * in_chans), dtype=np.float32).reshape(1, -1, 1, 1)
     std = np.array(STD.get(in_chans, (0.5,) * in_chans), dtype=np.float32).reshape(1, -1, 1, 1)

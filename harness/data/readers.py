@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.data.dataset import (
+    IMAGE_SUFFIXES,
     SPLITS,
     DataError,
     Dataset,
@@ -21,6 +22,7 @@ from harness.data.dataset import (
     listing,
     stratified_split,
 )
+from harness.metrics import metric_for
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -241,7 +243,8 @@ def read_medmnist(path: Path, split: str, task: str | None = None) -> Dataset:
         raise DataError(f"{path}: {split}_images has shape {images.shape} and {split}_labels {raw.shape}; "
                         "expected (N, H, W[, 3]) images and N labels")
     if raw.ndim == 2 and raw.shape[1] > 1:
-        kind, metric = "multilabel", "mean_auc"
+        kind = "multilabel"
+        metric = metric_for(kind, raw.shape[1])
         labels = raw.astype(np.float32)
         classes = tuple(f"label_{i}" for i in range(raw.shape[1]))
     else:
@@ -249,7 +252,7 @@ def read_medmnist(path: Path, split: str, task: str | None = None) -> Dataset:
         n = int(max(int(y.max()) for y in all_labels if y.size)) + 1
         classes = tuple(str(i) for i in range(n))
         kind = task or "multiclass"
-        metric = "qwk" if kind == "ordinal" else ("auc" if n == 2 else "accuracy")
+        metric = metric_for(kind, n)
     return Dataset("medmnist", path, split, kind, metric, classes, labels, images)
 
 
@@ -278,13 +281,12 @@ def read_folder(root: Path, split: str) -> Dataset:
         paths += files
         labels += [k] * len(files)
     if not paths:
-        raise DataError(f"{base}: no images ({', '.join(s for s in ('.png', '.jpg'))} ...) in the class folders")
+        raise DataError(f"{base}: no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders")
     y = np.asarray(labels, dtype=np.int64)
     if not presplit:
         idx = stratified_split(y, split)
         paths, y = [paths[i] for i in idx], y[idx]
-    metric = "auc" if len(classes) == 2 else "accuracy"
-    return Dataset("folder", root, split, "multiclass", metric, tuple(classes), y, paths)
+    return Dataset("folder", root, split, "multiclass", metric_for("multiclass", len(classes)), tuple(classes), y, paths)
 
 
 READERS = {

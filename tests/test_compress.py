@@ -117,18 +117,26 @@ DDP_SCRIPT = """
 import sys, torch
 sys.path.insert(0, {repo!r})
 torch.set_num_threads(1)
-from harness.compress import TrainSettings, fit, tensors
+from harness.compress import CompressSettings, TrainSettings, compress, fit, tensors
 from harness.data import load_dataset
-from harness.model import build_model, save_checkpoint
+from harness.model import build_model, count_params
 from tests.test_compress import _cfg
 import torch.distributed as dist
 train = tensors(load_dataset({data!r}, split="train"), 16, 1)
-model = fit(build_model(_cfg()).train(), train, TrainSettings(epochs=1, batch_size=8))
+val = tensors(load_dataset({data!r}, split="val"), 16, 1)
+model = fit(build_model(_cfg()).train(), train, TrainSettings(epochs=2, batch_size=8), val=val, metric="auc")
 # every rank holds the same weights after DDP steps (gradients were averaged)
 w = model.blocks[0].attn.qkv.weight.detach().clone()
 gathered = [torch.zeros_like(w) for _ in range(dist.get_world_size())]
 dist.all_gather(gathered, w)
 assert all(torch.equal(g, gathered[0]) for g in gathered), "ranks diverged"
+# the compression schedule too: every rank prunes to the same shape and trains in step
+settings = CompressSettings(target_params=count_params(model.config) // 2, steps=2, epochs_per_step=1,
+                            final_epochs=0, train=TrainSettings(batch_size=8), importance_batches=2)
+student, _ = compress(model, train, val, "auc", settings, {work!r} + f"/rank{{dist.get_rank()}}")
+shapes = [None] * dist.get_world_size()
+dist.all_gather_object(shapes, (student.config.num_heads, student.config.mlp_dims))
+assert all(s == shapes[0] for s in shapes), shapes
 print("rank", dist.get_rank(), "of", dist.get_world_size(), "ok")
 dist.destroy_process_group()
 """
@@ -138,7 +146,7 @@ dist.destroy_process_group()
 def test_same_training_code_runs_under_torchrun_ddp(tmp_path):
     data = make_medmnist(tmp_path / "toy.npz", size=16, n=(64, 16, 16), learnable=True)
     script = tmp_path / "ddp_train.py"
-    script.write_text(DDP_SCRIPT.format(repo=str(REPO), data=str(data)))
+    script.write_text(DDP_SCRIPT.format(repo=str(REPO), data=str(data), work=str(tmp_path / "work")))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                            "--standalone", str(script)],

@@ -199,7 +199,7 @@ def fit(
             if step >= total:
                 break
         msg = f"epoch {epoch + 1}/{settings.epochs} loss {running / steps_per_epoch:.4f}"
-        if val is not None and metric is not None and rank == 0:
+        if val is not None and metric is not None:  # on every rank: all keep the same best epoch
             result = score(model, val, metric, n_boot=0)
             msg += f" val {metric} {result.value:.4f}"
             if result.value > best or best_state is None:

@@ -911,6 +911,8 @@ def train(model, data, uncertain, frontal_only, out_dir, epochs, batch_size, lr,
 @click.option("--target-params", default=None, help="Parameter budget, e.g. 37M or 300k.")
 @click.option("--keep-ratio", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Keep this fraction of the teacher's parameters (e.g. 0.125).")
+@click.option("--target-size-mb", type=click.FloatRange(0, min_open=True), default=None,
+              help="fp32 size budget in MB (4 bytes per parameter).")
 @click.option("--steps", type=click.IntRange(min=1), default=4, show_default=True, help="Prune-and-recover steps.")
 @click.option("--epochs-per-step", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--final-epochs", type=click.IntRange(min=0), default=4, show_default=True)
@@ -925,7 +927,7 @@ def train(model, data, uncertain, frontal_only, out_dir, epochs, batch_size, lr,
 @train_options
 @click.option("--quiet", is_flag=True, help="No progress.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def compress(teacher, data, uncertain, frontal_only, out_dir, target_params, keep_ratio, steps, epochs_per_step,
+def compress(teacher, data, uncertain, frontal_only, out_dir, target_params, keep_ratio, target_size_mb, steps, epochs_per_step,
              final_epochs, kd_weight, temperature, attn_weight, no_distill, neuron_importance, work_dir,
              batch_size, lr, weight_decay, seed, quiet, as_json):
     """Compress a teacher: iterative head + FFN pruning with distillation, to a parameter budget.
@@ -944,11 +946,16 @@ def compress(teacher, data, uncertain, frontal_only, out_dir, target_params, kee
     from harness.compress import compress as run_compress
     from harness.model import count_params, load_model, save_checkpoint
 
-    if (target_params is None) == (keep_ratio is None):
-        raise UserError("give exactly one of --target-params or --keep-ratio")
+    if sum(x is not None for x in (target_params, keep_ratio, target_size_mb)) != 1:
+        raise UserError("give exactly one of --target-params, --keep-ratio or --target-size-mb")
     net = load_model(teacher)
     n_teacher = count_params(net.config)
-    budget = parse_count(target_params) if target_params is not None else int(n_teacher * keep_ratio)
+    if target_params is not None:
+        budget = parse_count(target_params)
+    elif keep_ratio is not None:
+        budget = int(n_teacher * keep_ratio)
+    else:
+        budget = int(target_size_mb * 1e6 / 4)
     check_target(net, budget)
     splits = _load_splits(data, uncertain, frontal_only)
     tr = splits["train"]

@@ -82,7 +82,9 @@ def test_bad_input_is_one_line(tmp_path, toy):
     _assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s",
                           "--target-params", "lots"), "is not a count")
     _assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s"),
-                    "exactly one of --target-params or --keep-ratio")
+                    "exactly one of --target-params, --keep-ratio or --target-size-mb")
+    _assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s",
+                                 "--target-size-mb", 1.0), "not smaller than the teacher")
     # labels that do not fit the head: BUSI has 3 classes, the teacher 2
     make_busi(tmp_path / "busi")
     _assert_one_line_error(*_run("eval", tmp_path / "t", "--data", tmp_path / "busi"),

@@ -173,3 +173,12 @@ def test_large_sets_decode_per_item_with_the_same_inputs(tmp_path, monkeypatch):
     ds.items[0].write_bytes(b"broken")
     with pytest.raises(DataError, match=ds.items[0].name):
         tensors(ds, 16, 3)[0]
+
+
+def test_a_work_dir_of_another_teacher_is_refused(xray, tmp_path):
+    settings = CompressSettings(target_params=count_params(_cfg()) * 2 // 3, steps=1, epochs_per_step=1,
+                                final_epochs=0, train=TrainSettings(batch_size=32))
+    compress(build_model(_cfg()), xray["train"], xray["val"], "auc", settings, tmp_path)
+    other = build_model(_cfg(seed=9))  # same shape, other weights
+    with pytest.raises(UserError, match="another teacher"):
+        compress(other, xray["train"], xray["val"], "auc", settings, tmp_path)

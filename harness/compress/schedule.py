@@ -44,8 +44,13 @@ class CompressSettings:
         return asdict(self)
 
     def fingerprint(self, teacher: VisionTransformer) -> str:
-        blob = json.dumps({"settings": self.to_dict(), "teacher": teacher.config.to_dict()}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        """Settings, teacher config and teacher weights: what a resumed run must share."""
+        h = hashlib.sha256(json.dumps({"settings": self.to_dict(), "teacher": teacher.config.to_dict()},
+                                      sort_keys=True).encode())
+        for name, tensor in sorted(teacher.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
 
 
 def check_target(teacher: VisionTransformer, target_params: int) -> None:
@@ -102,7 +107,7 @@ def compress(
             student = load_checkpoint(work / f"step-{state['done']}")
             say(f"resuming after step {state['done']}/{settings.steps} from {work}")
     if student is teacher:
-        student = load_checkpoint_copy(teacher)
+        student = _copy_model(teacher)
     targets = _step_targets(count_params(teacher.config), settings.target_params, settings.steps)
     imp_loss = task_loss(task)
     for k in range(state["done"] + 1, settings.steps + 1):
@@ -132,7 +137,7 @@ def compress(
     return student.eval(), state["history"]
 
 
-def load_checkpoint_copy(model: VisionTransformer) -> VisionTransformer:
+def _copy_model(model: VisionTransformer) -> VisionTransformer:
     """A separate copy of ``model`` (the teacher stays untouched)."""
     from harness.model.vit import build_model
 

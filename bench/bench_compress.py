@@ -81,7 +81,7 @@ def main() -> None:
           f"({cfg.num_tokens} tokens), width {cfg.embed_dim}, depth {cfg.depth}, heads {cfg.num_heads[0]}x{cfg.head_dim}, "
           f"MLP {cfg.mlp_dims[0]}: {d['params']:,} parameters, {count_params(cfg) * 4 / 1e6:.1f} MB fp32")
 
-    teacher_epochs = args.teacher_epochs or (4 if args.quick else 15)
+    teacher_epochs = args.teacher_epochs or (4 if args.quick else 10)
     base = TrainSettings(epochs=teacher_epochs, batch_size=64, lr=5e-4, weight_decay=0.05, shift=2)
     t0 = time.time()
     teacher = fit(build_model(cfg).train(), train, base, val=val, metric="auc", task=cfg.task,

@@ -230,3 +230,12 @@ def test_write_image_helper_grey_and_colour(tmp_path):
     from harness.data import read_image
     assert read_image(tmp_path / "g.png").shape == (16, 20)
     assert read_image(tmp_path / "c.jpg").shape == (16, 20, 3)
+
+
+def test_export_calibration_uses_the_same_preprocessing(tmp_path):
+    from harness.calibration import calibration_images
+
+    path = make_medmnist(tmp_path / "m.npz", size=28, colour=True)
+    calib = calibration_images(path, (1, 1, 32, 32), limit=5)
+    train = load_dataset(path, split="train")
+    assert np.array_equal(calib, preprocess(train.images()[:5], 32, 1))

@@ -152,7 +152,7 @@ def preprocess(images: Sequence[np.ndarray] | np.ndarray, img_size: int, in_chan
     (grey is repeated for a colour model; colour becomes ITU-R 601 luma for a grey model),
     resized to ``img_size`` x ``img_size`` (bilinear, no crop), scaled to [0, 1] and
     normalised with :data:`MEAN` / :data:`STD` for that channel count. A float image is taken
-    as already in [0, 1]. Pass ``model.config.img_size`` and ``model.config.in_chans``.
+    as in [0, 1] (or [0, 255] when its maximum exceeds 1). Pass ``model.config.img_size`` and ``model.config.in_chans``.
     """
     if in_chans < 1:
         raise DataError(f"in_chans must be positive, got {in_chans}")
@@ -162,8 +162,8 @@ def preprocess(images: Sequence[np.ndarray] | np.ndarray, img_size: int, in_chan
     for i, img in enumerate(images):
         a = np.asarray(img)
         if a.dtype != np.uint8:
-            if np.issubdtype(a.dtype, np.floating):
-                a = np.clip(np.rint(a * 255), 0, 255).astype(np.uint8)
+            if np.issubdtype(a.dtype, np.floating):  # [0, 1], or [0, 255] if it exceeds 1
+                a = np.clip(np.rint(a * (255 if a.max() <= 1.0 else 1)), 0, 255).astype(np.uint8)
             else:
                 a = np.clip(a, 0, 255).astype(np.uint8)
         a = _resize(_to_channels(a, in_chans), img_size)

@@ -12,10 +12,9 @@ from harness.model import build_model
 from tests.conftest import small_config
 
 
-def make_artifact(folder: Path, fmt: str, cfg=None, model=None) -> Artifact:
-    """``model`` (e.g. a pruned student) or a fresh one built from ``cfg``."""
-    cfg = model.config if model is not None else (cfg or small_config())
-    model = model.eval() if model is not None else build_model(cfg)
+def make_artifact(folder: Path, fmt: str, cfg=None) -> Artifact:
+    cfg = cfg or small_config()
+    model = build_model(cfg)
     x = torch.randn(1, cfg.in_chans, cfg.img_size, cfg.img_size)
     folder.mkdir(parents=True, exist_ok=True)
     ep = torch.export.export(model, (x,))

@@ -117,10 +117,10 @@ def test_train_preset_takes_the_data_sets_head(tmp_path):
 
 @pytest.mark.slow  # ~40 s: compression, an ONNX export and worker processes
 def test_compressed_checkpoint_exports_profiles_and_keeps_accuracy_on_host(tmp_path):
-    """A compressed student (uneven heads and MLP widths) exports to ONNX as a normal
-    checkpoint, profiles on the host target, and its accuracy measured through the host
-    target's infer (ONNX Runtime in a worker process) equals the PyTorch checkpoint's."""
-    from tests.host_artifacts import make_artifact
+    """A compressed student (uneven heads and MLP widths) exports to ONNX with `vitbench
+    export` as any checkpoint, profiles on the host target, and its accuracy measured through
+    the host target's infer (ONNX Runtime in a worker process) equals the PyTorch checkpoint's."""
+    from harness.artifacts import Artifact
 
     data = make_medmnist(tmp_path / "m.npz", size=16, n=(64, 16, 37), learnable=True)
     save_checkpoint(_small(), tmp_path / "teacher")
@@ -129,7 +129,10 @@ def test_compressed_checkpoint_exports_profiles_and_keeps_accuracy_on_host(tmp_p
     assert code == 0, out
     student = load_checkpoint(tmp_path / "student")
     assert len(set(student.config.mlp_dims)) > 1 or len(set(student.config.num_heads)) > 1
-    art = make_artifact(tmp_path / "onnx", "onnx", model=student)
+    code, out = _run("export", "--model", tmp_path / "student", "--format", "onnx", "--out", tmp_path / "onnx",
+                     "--cache", tmp_path / "cache", "--quiet")
+    assert code == 0, out
+    art = Artifact.load(tmp_path / "onnx")
     code, out = _run("eval", tmp_path / "student", "--data", data, "--json")
     assert code == 0, out
     ref = json.loads(out)

@@ -9,8 +9,8 @@ Sources, in the order ``--calibration DATA`` is tried:
 * nothing: seeded synthetic images (:func:`harness.parity.seeded_inputs` with seed 1), the
   same on every machine.
 
-Images are scaled to [0, 1], normalised with mean 0.5 and std 0.5, resized (bilinear) to the
-model's input and converted to its channels (grey repeated to RGB, RGB averaged to grey). At
+Images become model input through :func:`harness.data.preprocess`, the one preprocessing
+training, evaluation and on-device accuracy share (channels, bilinear resize, normalisation). At
 most ``limit`` images are used (the first ones), which is plenty for pt2e observers.
 """
 
@@ -30,25 +30,14 @@ SYNTHETIC_SEED = 1
 
 
 def _to_model_input(images: np.ndarray, channels: int, size: int) -> np.ndarray:
-    """(N, H, W) or (N, H, W, C) images -> normalised (N, channels, size, size) float32."""
-    import torch
-    import torch.nn.functional as F
+    """(N, H, W) or (N, H, W, C) images -> (N, channels, size, size) float32, through
+    :func:`harness.data.preprocess`: the same pixels training and evaluation use."""
+    from harness.data import preprocess
 
     x = np.asarray(images)
-    scale = 255.0 if x.dtype == np.uint8 or x.max() > 1.0 else 1.0
-    x = x.astype(np.float32) / scale
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4:
+    if x.ndim not in (3, 4):
         raise UserError(f"calibration images have shape {images.shape}; expected (N, H, W) or (N, H, W, C)")
-    t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-    if t.shape[1] != channels:
-        t = t.mean(1, keepdim=True)
-        if channels != 1:
-            t = t.repeat(1, channels, 1, 1)
-    if t.shape[-2:] != (size, size):
-        t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
-    return ((t - 0.5) / 0.5).numpy().astype(np.float32)
+    return preprocess(x, size, channels)
 
 
 def _from_npz(path: Path) -> np.ndarray:

@@ -181,6 +181,7 @@ class Dispatcher:
         self.sleep = sleep
         self._models: dict[ModelEntry, Any] = {}
         self._model_lock = threading.Lock()
+        self._datasets: dict[ModelEntry, Any] = {}  # the accuracy split and its PyTorch reference
 
     # models and artifacts ---------------------------------------------------------------
     def _model(self, entry: ModelEntry):
@@ -230,6 +231,36 @@ class Dispatcher:
         return [("parity_max_abs", res["max_abs"], "abs"), ("parity_cosine", res["cosine"], "cosine"),
                 ("parity_top1", res["top1"], "fraction")]
 
+    def _reference_accuracy(self, entry: ModelEntry):
+        """The accuracy split (limited as the plan says) and the PyTorch fp32 result on it,
+        once per model."""
+        from harness.data import load_dataset
+        from harness.evaluate import evaluate_model
+
+        with self._model_lock:
+            if entry not in self._datasets:
+                acc = self.plan.accuracy
+                ds = load_dataset(acc.data, split=acc.split)
+                if acc.limit and len(ds) > acc.limit:
+                    import numpy as np
+
+                    ds = ds.subset(np.random.default_rng(0).permutation(len(ds))[: acc.limit])
+                model = self._models[entry][0]
+                self._datasets[entry] = (ds, evaluate_model(model, ds))
+            return self._datasets[entry]
+
+    def _accuracy_metrics(self, target: Any, cell: Cell, artifact: Any) -> list[tuple[str, float, str]]:
+        """The data set's metric for this artifact run through the target's ``infer``, beside
+        the PyTorch reference on the same images."""
+        from harness.evaluate import evaluate_artifact
+
+        ds, ref = self._reference_accuracy(cell.model)
+        res = evaluate_artifact(artifact, target, cell.device, ds)
+        main, ref_main = res.results[0], ref.results[0]
+        return [("accuracy", main.value, main.name), ("accuracy_ci_low", main.ci_low, main.name),
+                ("accuracy_ci_high", main.ci_high, main.name), ("accuracy_reference", ref_main.value, main.name),
+                ("accuracy_n", float(res.n), "count")]
+
     def _measure(self, run_id: str, cell: Cell, artifacts: dict, target: Any) -> tuple[str, str]:
         model_hash = self._models[cell.model][1] if cell.model in self._models else ""
         cell_id = self._record(run_id, cell, model_hash)
@@ -256,6 +287,11 @@ class Dispatcher:
                     metrics += self._parity_metrics(target, cell, art)
                 except TargetError as exc:
                     prof.warnings.append(f"parity on device failed: {exc}")
+                if self.plan.accuracy.data:
+                    try:
+                        metrics += self._accuracy_metrics(target, cell, art)
+                    except TargetError as exc:
+                        prof.warnings.append(f"accuracy on device failed: {exc}")
                 details = {"environment": prof.environment, "warnings": prof.warnings,
                            "profile_details": prof.details, "device": prof.device.to_dict(),
                            "attempts": attempts, "artifact": {"path": str(art.path), "format": art.format,

@@ -191,3 +191,27 @@ def test_kill_9_then_resume_does_every_cell_exactly_once(env):
         if c["cell_key"] in before:  # measured before the kill: untouched, samples all there
             assert (c["finished_at"], len(open_store(db).samples([c["id"]])[c["id"]])) == before[c["cell_key"]]
             assert c["attempts"] == 1
+
+
+def test_accuracy_through_the_target_beside_the_pytorch_reference(env):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    npz = env / "tiny_medmnist.npz"
+    arrays = {}
+    for split, n in (("train", 8), ("val", 8), ("test", 24)):
+        arrays[f"{split}_images"] = rng.integers(0, 255, (n, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 2).reshape(n, 1).astype(np.uint8)
+    np.savez(npz, **arrays)
+    text = PLAN.format(seconds=0.05).replace('source = "tiny"\nimg_size = 32', 'source = "tiny"\nimg_size = 32\nnum_classes = 2')
+    text += f'\n[accuracy]\ndata = "{npz}"\nlimit = 20\n'
+    (env / "acc.toml").write_text(text)
+    st = open_store(env / "r.db")
+    summary = Dispatcher(load_plan(env / "acc.toml"), st, quiet=True).run()
+    assert summary.done == 2, summary.failures
+    for cell in st.cells([summary.run_id]):
+        m = {r["name"]: r for r in st.metrics([cell["id"]])}
+        assert m["accuracy_n"]["value"] == 20 and m["accuracy"]["unit"] == "auc"
+        # fp32 exports on the host give the PyTorch number
+        assert m["accuracy"]["value"] == pytest.approx(m["accuracy_reference"]["value"], abs=1e-6)
+        assert m["accuracy_ci_low"]["value"] <= m["accuracy"]["value"] <= m["accuracy_ci_high"]["value"]

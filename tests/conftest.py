@@ -34,6 +34,7 @@ def installed_plugin(tmp_path_factory):
     the ``vitbench.exporters`` entry point) with ``pip install --target``; returns a function
     that runs ``vitbench ARGS...`` in a subprocess that sees it on its path."""
     import os
+    import shutil
     import subprocess
     import sys
     from pathlib import Path
@@ -43,8 +44,9 @@ def installed_plugin(tmp_path_factory):
     root = Path(__file__).resolve().parents[1]
     base = tmp_path_factory.mktemp("plugin")
     target = base / "site"
+    source = shutil.copytree(root / "tests" / "plugin_exporter", base / "src")  # builds leave files behind
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(root / "tests" / "plugin_exporter")],
+                    "--target", str(target), str(source)],
                    check=True, capture_output=True, text=True, timeout=300,
                    env={**os.environ, "PIP_NO_INDEX": "1", "TMPDIR": str(base)})
     checkpoint = save_checkpoint(build_model(small_config()), base / "small-checkpoint")

@@ -27,9 +27,14 @@ from tests.conftest import small_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def tiny_config(**kw):
+    """One block at 16x16: every cache test exports it at least twice."""
+    return small_config(img_size=16, num_heads=(2,), mlp_dims=(32,), **kw)
+
+
 @pytest.fixture
 def model():
-    return build_model(small_config())
+    return build_model(tiny_config())
 
 
 def entries(root: Path) -> list[Path]:
@@ -46,9 +51,9 @@ def test_cache_root_from_env(monkeypatch, tmp_path):
 
 def test_key_covers_weights_config_spec_calibration_and_tools(model):
     h = model_hash(model)
-    assert h == model_hash(build_model(small_config()))  # same seed, same weights
-    assert h != model_hash(build_model(small_config(seed=1)))  # other weights
-    assert h != model_hash(build_model(small_config(labels=tuple("abcde"))))  # other config, same weights
+    assert h == model_hash(build_model(tiny_config()))  # same seed, same weights
+    assert h != model_hash(build_model(tiny_config(seed=1)))  # other weights
+    assert h != model_hash(build_model(tiny_config(labels=tuple("abcde"))))  # other config, same weights
     tools = {"torch": "2.13.0", "executorch": "1.5.1"}
     base = cache_key(h, "onnx", ExportSpec("onnx"), None, tools)
     assert base == cache_key(h, "onnx", ExportSpec("onnx"), None, dict(tools))
@@ -120,7 +125,7 @@ def test_concurrent_exports_of_one_key(tmp_path):
         "from harness.model import build_model\n"
         "from harness.artifacts import ExportSpec, export_artifact\n"
         "msgs = []\n"
-        "a = export_artifact(build_model(small_config()), ExportSpec('pt2'), cache=sys.argv[1], progress=msgs.append)\n"
+        "a = export_artifact(build_model(small_config(img_size=16, num_heads=(2,), mlp_dims=(32,))), ExportSpec('pt2'), cache=sys.argv[1], progress=msgs.append)\n"
         "print(json.dumps({'path': str(a.path), 'sha': a.sha256, 'built': any(m.startswith('exporting') for m in msgs)}))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

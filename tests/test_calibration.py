@@ -1,0 +1,50 @@
+"""Calibration images: MedMNIST .npz, image folders, seeded synthetic, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from harness.calibration import calibration_images, data_hash
+from harness.errors import UserError
+
+
+def test_npz_prefers_train_images_and_resizes_to_the_model(tmp_path):
+    path = tmp_path / "d.npz"
+    train = np.zeros((5, 28, 28), np.uint8)
+    train[:, :, 14:] = 255  # right half white
+    np.savez(path, test_images=np.full((3, 28, 28), 7, np.uint8), train_images=train)
+    x = calibration_images(path, (1, 3, 56, 56))
+    assert x.shape == (5, 3, 56, 56) and x.dtype == np.float32
+    assert x[0, :, :, :20].max() == pytest.approx(-1.0) and x[0, :, :, 36:].min() == pytest.approx(1.0)
+    assert np.array_equal(x[:, 0], x[:, 2])  # grey repeated to RGB
+
+
+def test_folder_of_images_rgb_to_grey(tmp_path):
+    for i, colour in enumerate([(255, 0, 0), (0, 0, 255), (255, 255, 255)]):
+        Image.new("RGB", (40, 30), colour).save(tmp_path / f"{i}.png")
+    (tmp_path / "notes.txt").write_text("ignored")
+    x = calibration_images(tmp_path, (1, 1, 32, 32), limit=2)
+    assert x.shape == (2, 1, 32, 32)
+    assert np.allclose(x[0], Image.new("RGB", (1, 1), (255, 0, 0)).convert("L").getpixel((0, 0)) / 127.5 - 1, atol=1e-5)
+
+
+def test_seeded_when_none_and_hash_tracks_content():
+    a = calibration_images(None, (1, 3, 16, 16), limit=4)
+    b = calibration_images(None, (1, 3, 16, 16), limit=4)
+    assert a.shape == (4, 3, 16, 16) and data_hash(a) == data_hash(b)
+    b[0, 0, 0, 0] += 1
+    assert data_hash(a) != data_hash(b)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: p / "missing.npz", "does not exist"),
+    (lambda p: (np.savez(p / "x.npz", labels=np.zeros(3)), p / "x.npz")[1], "no '*images' array"),
+    (lambda p: ((p / "x.npz").write_text("not npz"), p / "x.npz")[1], "not a readable .npz"),
+    (lambda p: ((p / "e").mkdir(), p / "e")[1], "no PNG or JPEG images"),
+    (lambda p: ((p / "d.csv").write_text("1"), p / "d.csv")[1], "expected a folder of PNG/JPEG images"),
+])
+def test_bad_calibration_data(tmp_path, make, message):
+    with pytest.raises(UserError, match=message.replace("*", r"\*").replace(".", r"\.")):
+        calibration_images(make(tmp_path), (1, 1, 16, 16))

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 
 def vitbench_run(args: list[str], env: dict[str, str]) -> tuple[float, dict]:
@@ -32,7 +33,11 @@ def vitbench_run(args: list[str], env: dict[str, str]) -> tuple[float, dict]:
 def main() -> None:
     plan = sys.argv[1:2]
     with tempfile.TemporaryDirectory(prefix="vitbench-bench-run-") as tmp:
-        env = dict(os.environ, VITBENCH_CACHE=f"{tmp}/cache", PYTHONPATH=str(ROOT))
+        # One commit for both runs: the run is identified by plan + commit, and a commit made
+        # while the first run measures must not turn the re-run into a new run.
+        from harness.dispatch import git_commit
+
+        env = dict(os.environ, VITBENCH_CACHE=f"{tmp}/cache", PYTHONPATH=str(ROOT), VITBENCH_COMMIT=git_commit())
         args = [*plan, "--store", f"{tmp}/results.db", "--out", f"{tmp}/out"]
         first, s1 = vitbench_run(args, env)
         second, s2 = vitbench_run(args, env)

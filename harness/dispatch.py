@@ -119,7 +119,8 @@ def select_devices(target: Any, entry: TargetEntry) -> tuple[list[Device], list[
     """Devices of ``target`` the entry's selectors pick, and the selectors that matched none.
     A target may offer ``select(selectors)`` for richer selectors (chipsets, OS ranges)."""
     if hasattr(target, "select"):
-        return target.select(list(entry.devices))
+        picked = target.select(list(entry.devices))
+        return picked if isinstance(picked, tuple) else (list(picked), [])
     reachable = target.devices()
     if not entry.devices:
         return reachable, []

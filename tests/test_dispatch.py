@@ -215,3 +215,39 @@ def test_accuracy_through_the_target_beside_the_pytorch_reference(env):
         # fp32 exports on the host give the PyTorch number
         assert m["accuracy"]["value"] == pytest.approx(m["accuracy_reference"]["value"], abs=1e-6)
         assert m["accuracy_ci_low"]["value"] <= m["accuracy"]["value"] <= m["accuracy_ci_high"]["value"]
+
+
+def test_a_plan_on_ai_hub_devices_runs_through_the_real_client(env, monkeypatch):
+    """`vitbench run` with the AI Hub target, against the loopback fake hub: the dispatcher's
+    cells become hub jobs on two devices at once, and the gate reads their numbers."""
+    from harness.gate import evaluate
+    from tests.fake_aihub import FakeAIHub
+    from tests.test_aihub import S23, S24, TOKEN
+
+    with FakeAIHub(token=TOKEN, job_seconds=0.2) as hub:
+        ini = env / "client.ini"
+        hub.write_client_ini(ini)
+        (env / "home").mkdir()
+        monkeypatch.setenv("HOME", str(env / "home"))
+        monkeypatch.setenv("QAIHUB_CLIENT_INI", str(ini))
+        monkeypatch.delenv("QAI_HUB_API_TOKEN", raising=False)
+        text = PLAN.format(seconds=0.05).replace('[[exports]]\nformat = "pt2"\n', "").replace(
+            'name = "host"\ndevices = ["host"]',
+            f'name = "aihub"\ndevices = ["{S24}", "{S23}"]\nconcurrency = 2\noptions = {{ poll_interval_s = 0.05 }}')
+        (env / "hub.toml").write_text(text)
+        st = open_store(env / "r.db")
+        summary = Dispatcher(load_plan(env / "hub.toml"), st, quiet=True).run()
+    assert summary.done == 2 and summary.failed == 0, summary.failures
+    cells = st.cells([summary.run_id])
+    assert {c["device_name"] for c in cells} == {S24, S23} and all(c["target"] == "aihub" for c in cells)
+    samples = st.samples([c["id"] for c in cells])
+    assert all(len(s) >= 5 for s in samples.values())
+    names = {m["name"] for m in st.metrics([c["id"] for c in cells])}
+    assert {"latency_p90_ms", "load_cold_ms", "peak_memory_mb", "parity_cosine"} <= names
+    from harness.plan import BudgetSettings
+
+    slowest = max(max(s) for s in samples.values())
+    generous = BudgetSettings(latency_ms=slowest * 2, min_samples=5)
+    assert evaluate(st, summary.run_id, generous).verdict == "pass"
+    assert evaluate(st, summary.run_id, BudgetSettings(latency_ms=min(min(s) for s in samples.values()) / 2,
+                                                       min_samples=5)).verdict == "fail"

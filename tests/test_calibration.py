@@ -17,8 +17,14 @@ def test_npz_prefers_train_images_and_resizes_to_the_model(tmp_path):
     np.savez(path, test_images=np.full((3, 28, 28), 7, np.uint8), train_images=train)
     x = calibration_images(path, (1, 3, 56, 56))
     assert x.shape == (5, 3, 56, 56) and x.dtype == np.float32
-    assert x[0, :, :, :20].max() == pytest.approx(-1.0) and x[0, :, :, 36:].min() == pytest.approx(1.0)
-    assert np.array_equal(x[:, 0], x[:, 2])  # grey repeated to RGB
+    # the one preprocessing shared with training and evaluation: grey repeated to RGB, then
+    # each channel normalised with ImageNet's mean and std
+    from harness.data import preprocess
+
+    np.testing.assert_allclose(x, preprocess(train, 56, 3), rtol=1e-6, atol=1e-6)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(x[0, :, 0, 0], (0 - mean) / std, rtol=1e-5)  # a black pixel
+    np.testing.assert_allclose(x[0, :, 0, -1], (1 - mean) / std, rtol=1e-5)  # a white pixel
 
 
 def test_folder_of_images_rgb_to_grey(tmp_path):

@@ -284,7 +284,7 @@ def render_profile(prof) -> str:
     ]
     rows += [(k.removesuffix("_ms").removesuffix("_mb").replace("_", " "), v, prof.unit(k)) for k, v in m.items()]
     env = prof.environment
-    for key in ("cpu", "cores_usable", "threads", "governor", "load_average_before", "load_average_after",
+    for key in ("cpu", "cores_usable", "threads", "governor", "cpu_busy_before", "load_average_before", "load_average_after",
                 "thermal_max_c", "thermal_state", "thermal_wait_s", "runtime_version", "memory_method", "os", "host"):
         if key in env:
             val = env[key]

@@ -134,6 +134,28 @@ def thermal_celsius() -> float | None:
     return max(temps) if temps else None
 
 
+def cpu_busy_fraction(interval_s: float = 0.25) -> float | None:
+    """Share of this machine's CPU time spent busy (not idle or waiting on I/O) over
+    ``interval_s``, from /proc/stat (Linux); None elsewhere. Taken while vitbench itself is idle,
+    it is the other load a measurement competes with; unlike the load average it does not lag
+    behind the previous measurement."""
+    def snap() -> tuple[int, int] | None:
+        line = (_read("/proc/stat") or "").splitlines()[:1]
+        if not line or not line[0].startswith("cpu "):
+            return None
+        vals = [int(v) for v in line[0].split()[1:]]
+        idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+        return sum(vals[:8]), idle
+
+    a = snap()
+    if a is None:
+        return None
+    time.sleep(interval_s)
+    b = snap()
+    total, idle = b[0] - a[0], b[1] - a[1]
+    return round(1 - idle / total, 3) if total > 0 else None
+
+
 def environment() -> dict[str, Any]:
     env: dict[str, Any] = {
         "cpu": cpu_model(),
@@ -710,6 +732,7 @@ def profile(req: dict[str, Any]) -> dict[str, Any]:
     if thermal["state"] not in (None, "nominal"):
         warnings.append(f"thermal state still {thermal['state']} after waiting {thermal['waited_s']:.0f} s")
     env_before = environment()
+    env_before["cpu_busy_before"] = cpu_busy_fraction()
     t0 = time.perf_counter()
     runtime = open_runtime(req["runtime"], settings)
     import_ms = (time.perf_counter() - t0) * 1e3

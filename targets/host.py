@@ -128,11 +128,13 @@ def profile_from_answer(target: str, device: Device, artifact: Artifact, runtime
                               "delegate": artifact.delegate, "precision": artifact.precision}},
     )
     prof.warnings.extend(res.get("warnings", []))
-    busy = (env.get("load_average_before") or [0])[0]
-    cores = env.get("cores_usable") or 1
-    if busy > cores:
-        prof.warnings.append(f"machine was busy before the run (load average {busy:.1f} on {cores} cores)")
+    busy = env.get("cpu_busy_before")
+    if busy is not None and busy > BUSY_WARNING:
+        prof.warnings.append(f"other processes kept {busy:.0%} of the CPU busy just before the run")
     return prof
+
+
+BUSY_WARNING = 0.25  # share of CPU time others used just before a measurement that earns a warning
 
 
 def _loadavg() -> list[float] | None:

@@ -222,3 +222,26 @@ def test_targets_lists_the_host(artifacts):
 def test_artifact_load_roundtrip(artifacts):
     a = artifacts["onnx"]
     assert Artifact.load(a.path).sha256 == a.sha256 == Artifact.load(a.folder / "manifest.json").sha256
+
+
+def test_other_load_before_a_run_is_measured_and_warned_about(artifacts):
+    import subprocess
+    import sys
+
+    from targets.agent import cpu_busy_fraction
+
+    quiet = cpu_busy_fraction(0.5)
+    cores = len(os.sched_getaffinity(0))
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+    try:
+        time.sleep(0.3)
+        busy = cpu_busy_fraction(0.5)
+        prof = HostTarget().profile(artifacts["onnx"], HostTarget().devices()[0],
+                                    ProfileSettings.quick().with_loop(min_seconds=0.1, min_iterations=5))
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    assert busy >= 0.8 and busy > quiet  # every core spinning
+    assert prof.environment["cpu_busy_before"] >= 0.5
+    assert any("other processes kept" in w for w in prof.warnings)

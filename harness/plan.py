@@ -48,11 +48,12 @@ import hashlib
 import json
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.timing import LoopSettings
 
 FORMATS = ("onnx", "executorch", "coreml", "pt2")
 DELEGATES = ("xnnpack", "coreml", "qnn", "mediatek", "portable")
@@ -128,23 +129,17 @@ class TargetEntry:
 
 
 @dataclass(frozen=True)
-class MeasureSettings:
-    warmup_iterations: int = 10
-    warmup_seconds: float = 1.0
-    min_iterations: int = 100
-    min_seconds: float = 10.0
-    max_iterations: int = 100_000
-    max_seconds: float = 600.0
+class MeasureSettings(LoopSettings):
+    """The timing loop's settings (harness.timing.LoopSettings) and what a plan adds."""
+
     threads: int | None = None
     timeout_s: float = 900.0
     retries: int = 2
 
     def profile_settings(self, target: TargetEntry):
-        from harness.measure import LoopSettings
         from targets.base import ProfileSettings
 
-        loop = LoopSettings(self.warmup_iterations, self.warmup_seconds, self.min_iterations, self.min_seconds,
-                            self.max_iterations, self.max_seconds)
+        loop = LoopSettings(**{f.name: getattr(self, f.name) for f in fields(LoopSettings)})
         return ProfileSettings(loop=loop, runtime=target.runtime, threads=self.threads, timeout_s=self.timeout_s,
                                options=dict(target.options))
 
@@ -357,12 +352,14 @@ def _parse(data: dict[str, Any], source: str, text: str) -> Plan:
                                          "runtime": "str", "options": "dict"}, required=("name",))
         targets.append(TargetEntry(**t))
 
-    measure = MeasureSettings(**r.table(data.get("measure", {}), ("measure",), {
+    m = r.table(data.get("measure", {}), ("measure",), {
         "warmup_iterations": "nonnegint", "warmup_seconds": "nonnegfloat", "min_iterations": "posint",
         "min_seconds": "nonnegfloat", "max_iterations": "posint", "max_seconds": "posfloat", "threads": "posint",
-        "timeout_s": "posfloat", "retries": "nonnegint"}))
-    if measure.max_iterations < measure.min_iterations:
-        raise r.fail(("measure", "max_iterations"), f"must be at least min_iterations ({measure.min_iterations})")
+        "timeout_s": "posfloat", "retries": "nonnegint"})
+    low = m.get("min_iterations", MeasureSettings.min_iterations)
+    if m.get("max_iterations", MeasureSettings.max_iterations) < low:
+        raise r.fail(("measure", "max_iterations"), f"must be at least min_iterations ({low})")
+    measure = MeasureSettings(**m)
     parity = ParitySettings(**r.table(data.get("parity", {}), ("parity",), {"on_device": "bool"}))
     accuracy = AccuracySettings(**r.table(data.get("accuracy", {}), ("accuracy",),
                                           {"data": "str", "split": ("train", "val", "test"), "limit": "posint"}))

@@ -72,6 +72,7 @@ def test_default_plan_is_lite_and_tiny_on_the_host():
     (('precision = "int8"', 'precision = "int4"'), ["exports[1].precision", "'int4' is not allowed", "fp32, fp16, int8", ":13:"]),
     (('format = "onnx"', 'format = "tflite"'), ["exports[0].format", "'tflite' is not allowed", "onnx"]),
     (('min_iterations = 20', 'min_iterations = -3'), ["measure.min_iterations", "positive integer", ":20:"]),
+    (('min_iterations = 20', 'min_iterations = 20\nmax_iterations = 10'), ["measure.max_iterations", "at least min_iterations (20)"]),
     (('name = "host"', 'name = "phone"'), ["targets[0].name", "'phone' is not allowed", "host"]),
     (('percentile = 90', 'percentile = 99'), ["budgets.percentile", "one of 50, 90"]),
     (('format = "onnx"', 'format = "onnx"\nprecision = "int8"'), ["exports[0].precision", "onnx does not take int8"]),

@@ -704,8 +704,8 @@ def gate(run_id, store_url, latency_ms, percentile, accuracy_retention, device_b
 
     store = open_store(store_url)
     run_row = store.run(run_id) if run_id else store.latest_run()
-    known = {c["device_name"] for c in store.cells([run_row["id"]])} | {
-        f"{c['target']}:{c['device_name']}" for c in store.cells([run_row["id"]])}
+    cells = store.cells([run_row["id"]])
+    known = {c["device_name"] for c in cells} | {f"{c['target']}:{c['device_name']}" for c in cells}
     per_device = {}
     for item in device_budgets:
         dev, _, ms = item.rpartition("=")

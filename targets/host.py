@@ -79,11 +79,9 @@ class HostTarget:
         runtime = self.runtime_for(artifact, settings.runtime)
         artifact.verify()
         check_batch(artifact, settings.batch_size)
-        load_before = _loadavg()
         answer = run_agent(local_agent_command(), {"action": "profile", **self._request(artifact, runtime, settings)},
                            timeout_s=settings.timeout_s, env=local_agent_env())
-        return profile_from_answer(self.name, device, artifact, runtime, settings, answer,
-                                   {"load_average_parent_before": load_before})
+        return profile_from_answer(self.name, device, artifact, runtime, settings, answer)
 
     def infer(self, artifact: Artifact, device: Device, inputs: list[np.ndarray],
               settings: ProfileSettings | None = None) -> list[np.ndarray]:
@@ -135,13 +133,6 @@ def profile_from_answer(target: str, device: Device, artifact: Artifact, runtime
 
 
 BUSY_WARNING = 0.25  # share of CPU time others used just before a measurement that earns a warning
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return list(os.getloadavg())
-    except OSError:
-        return None
 
 
 def _dims(shape: list[Any]) -> str:

@@ -36,7 +36,9 @@ def _to_model_input(images: np.ndarray, channels: int, size: int) -> np.ndarray:
 
     x = np.asarray(images)
     if x.ndim not in (3, 4):
-        raise UserError(f"calibration images have shape {images.shape}; expected (N, H, W) or (N, H, W, C)")
+        raise UserError(
+            f"calibration images have shape {images.shape}; expected (N, H, W) or (N, H, W, C)"
+        )
     return preprocess(x, size, channels)
 
 
@@ -45,7 +47,9 @@ def _from_npz(path: Path) -> np.ndarray:
         with np.load(path) as z:
             keys = sorted(k for k in z.files if k.endswith("images"))
             if not keys:
-                raise UserError(f"{path}: no '*images' array (has {', '.join(z.files) or 'nothing'})")
+                raise UserError(
+                    f"{path}: no '*images' array (has {', '.join(z.files) or 'nothing'})"
+                )
             key = "train_images" if "train_images" in keys else keys[0]
             return z[key]
     except (OSError, ValueError) as exc:
@@ -73,8 +77,9 @@ def _from_folder(path: Path, limit: int, channels: int) -> np.ndarray:
     return np.stack(out)
 
 
-def calibration_images(source: str | Path | None, shape: tuple[int, int, int, int],
-                       limit: int = DEFAULT_LIMIT) -> np.ndarray:
+def calibration_images(
+    source: str | Path | None, shape: tuple[int, int, int, int], limit: int = DEFAULT_LIMIT
+) -> np.ndarray:
     """Calibration inputs for a model taking ``shape`` (B, C, H, W)."""
     _, c, h, w = shape
     if source is None:
@@ -89,7 +94,9 @@ def calibration_images(source: str | Path | None, shape: tuple[int, int, int, in
     elif p.suffix == ".npz":
         images = _from_npz(p)[:limit]
     else:
-        raise UserError(f"calibration data {p}: expected a folder of PNG/JPEG images or a MedMNIST .npz")
+        raise UserError(
+            f"calibration data {p}: expected a folder of PNG/JPEG images or a MedMNIST .npz"
+        )
     return _to_model_input(images, c, h)
 
 

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import sys
 import threading
 import time
@@ -23,14 +22,16 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.errors import UserError
+from harness.environment import RUN_TOOLS, git_commit, tool_versions
+from harness.errors import UserError, VitbenchError
 from harness.plan import ExportEntry, ModelEntry, Plan, TargetEntry
 from harness.store import CellRecord, Store
-from targets.base import Device, TargetError
+from harness.target import Device, Target, TargetError
 
-TOOLS = ("vitbench", "torch", "executorch", "onnx", "onnxruntime", "coremltools", "qai-hub", "numpy")
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.parity import ParityResult
 
 
 @dataclass(frozen=True)
@@ -72,110 +73,128 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return (i, n)
 
 
-def git_commit(cwd: str | None = None) -> str:
-    env = os.environ.get("VITBENCH_COMMIT")
-    if env:
-        return env
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, cwd=cwd)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
-
-
-def tool_versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out: dict[str, str | None] = {}
-    for name in TOOLS:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def host_environment() -> dict[str, Any]:
-    from targets.agent import cpu_model
+    """This machine, as the run records it (the CPU as the host target names it)."""
+    from harness import plugins
 
-    return {"hostname": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
-            "cpu": cpu_model(), "cores": os.cpu_count()}
+    try:
+        cpu = plugins.target("host").devices()[0].chipset
+    except (VitbenchError, ImportError, IndexError):
+        cpu = platform.processor() or platform.machine()
+    return {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+    }
 
 
 def default_run_id(plan: Plan, commit: str) -> str:
     return f"{plan.name}-{commit[:10]}-{plan.hash[:8]}"
 
 
-def cell_key(plan: Plan, model: ModelEntry, export: ExportEntry, target: TargetEntry, device_name: str) -> str:
-    payload = {"model": asdict(model), "export": asdict(export), "target": target.name,
-               "runtime": target.runtime, "options": target.options, "device": device_name,
-               "measure": asdict(plan.measure)}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+def choose_run(
+    plan: Plan, *, resume_id: str | None = None, run_id: str | None = None, fresh: bool = False
+) -> tuple[str, bool]:
+    """(run id, resume?) for ``vitbench run``: ``--resume`` names a run to finish, ``--run-id``
+    names one (shards share it), ``--new`` makes a fresh one; by default the plan and the
+    commit under test name it, so running again finishes it."""
+    if sum(bool(x) for x in (resume_id, run_id, fresh)) > 1:
+        raise UserError("use one of --resume, --run-id and --new")
+    if resume_id:
+        return resume_id, True
+    if run_id:
+        return run_id, False
+    name = default_run_id(plan, git_commit())
+    if fresh:
+        name += time.strftime("-%Y%m%d-%H%M%S")
+    return name, False
+
+
+def cell_key(
+    plan: Plan, model: ModelEntry, export: ExportEntry, target: TargetEntry, device_name: str
+) -> str:
+    payload = {
+        "model": asdict(model),
+        "export": asdict(export),
+        "target": target.name,
+        "runtime": target.runtime,
+        "options": target.options,
+        "device": device_name,
+        "measure": asdict(plan.measure),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :20
+    ]
 
 
 # -- devices ------------------------------------------------------------------------------
-
-def select_devices(target: Any, entry: TargetEntry) -> tuple[list[Device], list[str]]:
-    """Devices of ``target`` the entry's selectors pick, and the selectors that matched none.
-    A target may offer ``select(selectors)`` for richer selectors (chipsets, OS ranges)."""
-    if hasattr(target, "select"):
-        picked = target.select(list(entry.devices))
-        return picked if isinstance(picked, tuple) else (list(picked), [])
-    reachable = target.devices()
-    if not entry.devices:
-        return reachable, []
-    picked, unmatched = [], []
-    for sel in entry.devices:
-        key = sel.removeprefix("chipset:")
-        hits = [d for d in reachable if sel in (d.name, d.id) or (sel.startswith("chipset:") and d.chipset == key)]
-        if hits:
-            picked += [d for d in hits if d not in picked]
-        else:
-            unmatched.append(sel)
-    return picked, unmatched
 
 
 def expand(plan: Plan, resolve_targets: bool = True) -> tuple[list[Cell], dict[str, Any]]:
     """Every cell of the plan, sorted by key, and the target instances used."""
     from harness import plugins
 
-    instances: dict[str, Any] = {}
+    instances: dict[str, Target] = {}
     cells: list[Cell] = []
     for entry in plan.targets:
         devices: list[Device] = []
         problem_devices: list[tuple[Device, str]] = []
         try:
             target = plugins.target(entry.name) if resolve_targets else None
-            reason = target.unavailable_reason() if hasattr(target, "unavailable_reason") else ""
-        except (UserError, ImportError) as exc:
+            reason = target.unavailable_reason() if target is not None else ""
+        except (VitbenchError, ImportError) as exc:
             target, reason = None, str(exc)
         if target is not None and not reason:
             instances[entry.name] = target
             try:
-                devices, unmatched = select_devices(target, entry)
-            except UserError as exc:
+                devices, unmatched = target.select(list(entry.devices))
+            except VitbenchError as exc:
                 devices, unmatched, reason = [], list(entry.devices) or ["*"], str(exc)
             for sel in unmatched:
-                problem_devices.append((Device(entry.name, sel), reason or f"device {sel!r} is not reachable"))
+                problem_devices.append(
+                    (Device(entry.name, sel), reason or f"device {sel!r} is not reachable")
+                )
         else:
             for sel in entry.devices or ("*",):
-                problem_devices.append((Device(entry.name, sel), reason or f"target {entry.name} is unavailable"))
+                problem_devices.append(
+                    (Device(entry.name, sel), reason or f"target {entry.name} is unavailable")
+                )
+        reachable = [(dev, "") for dev in devices] + problem_devices
         for model in plan.models:
             for export in plan.exports:
-                for dev in devices:
-                    cells.append(Cell(cell_key(plan, model, export, entry, dev.name), model, export, entry, dev))
-                for dev, why in problem_devices:
-                    cells.append(Cell(cell_key(plan, model, export, entry, dev.name), model, export, entry, dev, why))
+                cells += [
+                    Cell(
+                        cell_key(plan, model, export, entry, dev.name),
+                        model,
+                        export,
+                        entry,
+                        dev,
+                        why,
+                    )
+                    for dev, why in reachable
+                ]
     cells.sort(key=lambda c: c.key)
     return cells, instances
 
 
 # -- running --------------------------------------------------------------------------------
 
+
 class Dispatcher:
-    def __init__(self, plan: Plan, store: Store, *, shard: tuple[int, int] = (1, 1), cache: str | None = None,
-                 no_cache: bool = False, quiet: bool = False, log: Callable[[str], None] | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        plan: Plan,
+        store: Store,
+        *,
+        shard: tuple[int, int] = (1, 1),
+        cache: str | None = None,
+        no_cache: bool = False,
+        quiet: bool = False,
+        log: Callable[[str], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.plan, self.store, self.shard = plan, store, shard
         self.cache, self.no_cache, self.quiet = cache, no_cache, quiet
         self.log = log or (lambda msg: None if quiet else print(msg, file=sys.stderr, flush=True))
@@ -188,7 +207,7 @@ class Dispatcher:
     def _model(self, entry: ModelEntry):
         with self._model_lock:
             if entry not in self._models:
-                from harness.artifacts import model_hash
+                from harness.export import model_hash
                 from harness.model import load_model
 
                 model = load_model(entry.source, **entry.overrides())
@@ -196,47 +215,75 @@ class Dispatcher:
             return self._models[entry]
 
     def _export(self, model_entry: ModelEntry, export: ExportEntry):
-        from harness.artifacts import export_artifact
+        from harness.export import export_artifact
 
         model, _ = self._model(model_entry)
-        return export_artifact(model, export.spec(), cache=self.cache, no_cache=self.no_cache,
-                               calibration=export.calibration,
-                               progress=None if self.quiet else (lambda m: self.log(f"  export: {m}")))
+        return export_artifact(
+            model,
+            export.spec(),
+            cache=self.cache,
+            no_cache=self.no_cache,
+            calibration=export.calibration,
+            progress=None if self.quiet else (lambda m: self.log(f"  export: {m}")),
+        )
 
     # one cell -----------------------------------------------------------------------------
     def _record(self, run_id: str, cell: Cell, model_hash: str) -> int:
-        return self.store.start_cell(run_id, CellRecord(
-            cell_key=cell.key, model_name=cell.model.label, model_hash=model_hash,
-            export_label=cell.export.label, export_spec=asdict(cell.export), target=cell.target.name,
-            device_name=cell.device.name, device_chipset=cell.device.chipset, device_os=cell.device.os))
+        return self.store.start_cell(
+            run_id,
+            CellRecord(
+                cell_key=cell.key,
+                model_name=cell.model.label,
+                model_hash=model_hash,
+                export_label=cell.export.label,
+                export_spec=asdict(cell.export),
+                target=cell.target.name,
+                device_name=cell.device.name,
+                device_chipset=cell.device.chipset,
+                device_os=cell.device.os,
+            ),
+        )
 
-    def _fail(self, cell_id: int, kind: str, reason: str, samples: list[float] | None = None,
-              artifact_sha: str | None = None) -> None:
-        self.store.finish_cell(cell_id, status="failed", failure_kind=kind, failure_reason=reason[:2000],
-                               samples_ms=samples or [], artifact_sha256=artifact_sha,
-                               details={"samples_kept": len(samples or [])})
+    def _fail(
+        self,
+        cell_id: int,
+        kind: str,
+        reason: str,
+        samples: list[float] | None = None,
+        artifact_sha: str | None = None,
+    ) -> None:
+        self.store.finish_cell(
+            cell_id,
+            status="failed",
+            failure_kind=kind,
+            failure_reason=reason[:2000],
+            samples_ms=samples or [],
+            artifact_sha256=artifact_sha,
+            details={"samples_kept": len(samples or [])},
+        )
 
-    def _parity_metrics(self, target: Any, cell: Cell, artifact: Any) -> list[tuple[str, float, str]]:
-        """Parity of this cell: on the device through ``infer`` where the plan asks for it,
-        else (and always for the host, where export ran the same runtimes) the manifest's."""
-        from harness.parity import REFERENCE_FILE, compare, load_reference
+    def _parity(self, target: Target, cell: Cell, artifact: Any) -> ParityResult | None:
+        """Parity of this cell: on the device (the target's ``parity``) where the plan asks for
+        it, else (and always for the host, where export ran the same runtimes) the
+        manifest's."""
+        from harness.parity import REFERENCE_FILE, ParityResult
 
-        parity = artifact.manifest.get("parity") or {}
-        if self.plan.parity.on_device and cell.target.name != "host" and (artifact.folder / REFERENCE_FILE).exists():
-            inputs, ref = load_reference(artifact.folder)
-            res = compare(ref, target.infer(artifact, cell.device, inputs)).to_dict()
-        elif parity.get("status") in ("passed", "failed"):
-            res = parity
-        else:
-            return []
-        return [("parity_max_abs", res["max_abs"], "abs"), ("parity_cosine", res["cosine"], "cosine"),
-                ("parity_top1", res["top1"], "fraction")]
+        stored = artifact.manifest.get("parity") or {}
+        if (
+            self.plan.parity.on_device
+            and cell.target.name != "host"
+            and (artifact.folder / REFERENCE_FILE).exists()
+        ):
+            return target.parity(artifact, cell.device)
+        if stored.get("status") in ("passed", "failed"):
+            return ParityResult.from_dict(stored)
+        return None
 
     def _reference_accuracy(self, entry: ModelEntry):
         """The accuracy split (limited as the plan says) and the PyTorch fp32 result on it,
         once per model."""
+        from harness.accuracy import model_accuracy
         from harness.data import load_dataset
-        from harness.evaluate import evaluate_model
 
         with self._model_lock:
             if entry not in self._datasets:
@@ -247,34 +294,39 @@ class Dispatcher:
 
                     ds = ds.subset(np.random.default_rng(0).permutation(len(ds))[: acc.limit])
                 model = self._models[entry][0]
-                self._datasets[entry] = (ds, evaluate_model(model, ds))
+                self._datasets[entry] = (ds, model_accuracy(model, ds))
             return self._datasets[entry]
 
-    def _accuracy_metrics(self, target: Any, cell: Cell, artifact: Any) -> list[tuple[str, float, str]]:
+    def _accuracy_metrics(
+        self, target: Target, cell: Cell, artifact: Any
+    ) -> list[tuple[str, float, str]]:
         """The data set's metric for this artifact run through the target's ``infer``, beside
         the PyTorch reference on the same images."""
-        from harness.evaluate import evaluate_artifact
+        from harness.accuracy import artifact_accuracy
 
         ds, ref = self._reference_accuracy(cell.model)
-        res = evaluate_artifact(artifact, target, cell.device, ds)
+        res = artifact_accuracy(artifact, target, cell.device, ds)
         main, ref_main = res.results[0], ref.results[0]
-        return [("accuracy", main.value, main.name), ("accuracy_ci_low", main.ci_low, main.name),
-                ("accuracy_ci_high", main.ci_high, main.name), ("accuracy_reference", ref_main.value, main.name),
-                ("accuracy_n", float(res.n), "count")]
+        return [
+            ("accuracy", main.value, main.name),
+            ("accuracy_ci_low", main.ci_low, main.name),
+            ("accuracy_ci_high", main.ci_high, main.name),
+            ("accuracy_reference", ref_main.value, main.name),
+            ("accuracy_n", float(res.n), "count"),
+        ]
 
-    def _measure(self, run_id: str, cell: Cell, artifacts: dict, target: Any) -> tuple[str, str]:
+    def _measure(self, run_id: str, cell: Cell, artifacts: dict, target: Target) -> tuple[str, str]:
         model_hash = self._models[cell.model][1] if cell.model in self._models else ""
         cell_id = self._record(run_id, cell, model_hash)
         if cell.problem:
             self._fail(cell_id, "infrastructure", cell.problem)
             return "failed", cell.problem
         art = artifacts.get((cell.model, cell.export))
-        if isinstance(art, Exception):
-            kind = "infrastructure" if "install" in str(art) or "SDK" in str(art) else "model"
-            self._fail(cell_id, kind, f"export failed: {art}")
+        if isinstance(art, VitbenchError):
+            self._fail(cell_id, art.kind, f"export failed: {art}")
             return "failed", f"export failed: {art}"
         if not target.accepts(art):
-            why = target.refusal(art) if hasattr(target, "refusal") else f"{cell.target.name} cannot run {art.format}"
+            why = target.refusal(art) or f"{cell.target.name} cannot run {art.format}"
             self._fail(cell_id, "model", why, artifact_sha=art.sha256)
             return "failed", why
         settings = self.plan.measure.profile_settings(cell.target)
@@ -284,33 +336,53 @@ class Dispatcher:
             try:
                 prof = target.profile(art, cell.device, settings)
                 metrics = prof.metric_rows()
+                parity = None
                 try:
-                    metrics += self._parity_metrics(target, cell, art)
+                    parity = self._parity(target, cell, art)
                 except TargetError as exc:
-                    prof.warnings.append(f"parity on device failed: {exc}")
+                    prof = prof.with_warnings(f"parity on device failed: {exc}")
+                if parity is not None:
+                    metrics += parity.metric_rows()
                 if self.plan.accuracy.data:
                     try:
                         metrics += self._accuracy_metrics(target, cell, art)
                     except TargetError as exc:
-                        prof.warnings.append(f"accuracy on device failed: {exc}")
-                details = {"environment": prof.environment, "warnings": prof.warnings,
-                           "profile_details": prof.details, "device": prof.device.to_dict(),
-                           "attempts": attempts, "artifact": {"path": str(art.path), "format": art.format,
-                                                              "delegate": art.delegate, "precision": art.precision}}
-                self.store.finish_cell(cell_id, status="done", artifact_sha256=art.sha256, runtime=prof.runtime,
-                                       compute_unit=prof.compute_unit, samples_ms=prof.samples_ms, metrics=metrics,
-                                       details=details)
+                        prof = prof.with_warnings(f"accuracy on device failed: {exc}")
+                details = {
+                    "environment": prof.environment,
+                    "warnings": list(prof.warnings),
+                    "parity": parity.to_dict() if parity is not None else None,
+                    "profile_details": prof.details,
+                    "device": prof.device.to_dict(),
+                    "attempts": attempts,
+                    "artifact": {
+                        "path": str(art.path),
+                        "format": art.format,
+                        "delegate": art.delegate,
+                        "precision": art.precision,
+                    },
+                }
+                self.store.finish_cell(
+                    cell_id,
+                    status="done",
+                    artifact_sha256=art.sha256,
+                    runtime=prof.runtime,
+                    compute_unit=prof.compute_unit,
+                    samples_ms=prof.samples_ms,
+                    metrics=metrics,
+                    details=details,
+                )
                 return "done", ""
             except TargetError as exc:
                 if exc.retryable and attempts <= self.plan.measure.retries:
-                    wait = min(30.0, 2.0 ** attempts)
+                    wait = min(30.0, 2.0**attempts)
                     self.log(f"  retry {cell.label} in {wait:g} s: {exc}")
                     self.sleep(wait)
                     continue
                 self._fail(cell_id, exc.kind, str(exc), exc.samples_ms, art.sha256)
                 return "failed", str(exc)
-            except UserError as exc:
-                self._fail(cell_id, "model", str(exc), artifact_sha=art.sha256)
+            except VitbenchError as exc:
+                self._fail(cell_id, exc.kind, str(exc), artifact_sha=art.sha256)
                 return "failed", str(exc)
 
     # the run ------------------------------------------------------------------------------
@@ -323,27 +395,60 @@ class Dispatcher:
         if resume:
             existing = self.store.run(run_id)
             if existing["plan_hash"] != self.plan.hash:
-                raise UserError(f"run {run_id} was made from another plan (hash {existing['plan_hash'][:8]}, "
-                                f"this plan {self.plan.hash[:8]}); resume it with the plan it ran")
-        self.store.create_run(run_id, self.plan.name, self.plan.hash, commit, host_environment(), tool_versions(),
-                              self.plan.to_dict(), len(cells))
+                raise UserError(
+                    f"run {run_id} was made from another plan (hash {existing['plan_hash'][:8]}, "
+                    f"this plan {self.plan.hash[:8]}); resume it with the plan it ran"
+                )
+        self.store.create_run(
+            run_id,
+            self.plan.name,
+            self.plan.hash,
+            commit,
+            host_environment(),
+            tool_versions(RUN_TOOLS),
+            self.plan.to_dict(),
+            len(cells),
+        )
         i, n = self.shard
         mine = [c for k, c in enumerate(cells) if k % n == i - 1]
         status = self.store.cell_status(run_id)
         todo = [c for c in mine if status.get(c.key) != "done"]
-        summary = RunSummary(run_id=run_id, total=len(cells), shard_cells=len(mine), skipped=len(mine) - len(todo))
+        summary = RunSummary(
+            run_id=run_id, total=len(cells), shard_cells=len(mine), skipped=len(mine) - len(todo)
+        )
         if summary.skipped:
-            self.log(f"run {run_id}: {summary.skipped} of {len(mine)} cells already done, {len(todo)} to go")
+            self.log(
+                f"run {run_id}: {summary.skipped} of {len(mine)} cells already done, {len(todo)} "
+                "to go"
+            )
 
-        # exports first, once per (model, export), through the cache
+        artifacts = self._export_all(todo)
+        self._measure_all(run_id, todo, artifacts, targets, summary)
+        summary.finished = self.store.finish_run_if_complete(run_id)
+        summary.seconds = time.monotonic() - start
+        return summary
+
+    def _export_all(self, todo: list[Cell]) -> dict[tuple[ModelEntry, ExportEntry], Any]:
+        """Each (model, export) of the cells to do, once, through the cache: the artifact or
+        the error that stopped its export."""
         artifacts: dict[tuple[ModelEntry, ExportEntry], Any] = {}
         for pair in dict.fromkeys((c.model, c.export) for c in todo if not c.problem):
             try:
                 self._model(pair[0])
                 artifacts[pair] = self._export(*pair)
-            except UserError as exc:
+            except VitbenchError as exc:
                 artifacts[pair] = exc
+        return artifacts
 
+    def _measure_all(
+        self,
+        run_id: str,
+        todo: list[Cell],
+        artifacts: dict,
+        targets: dict[str, Target],
+        summary: RunSummary,
+    ) -> None:
+        """Measure the cells, each target's with its own concurrency, all targets at once."""
         progress = _Progress(len(todo), self.quiet)
         lock = threading.Lock()
 
@@ -360,8 +465,12 @@ class Dispatcher:
         by_target: dict[str, list[Cell]] = defaultdict(list)
         for c in todo:
             by_target[c.target.name].append(c)
-        pools = [ThreadPoolExecutor(max_workers=cs[0].target.concurrency, thread_name_prefix=f"vitbench-{name}")
-                 for name, cs in by_target.items()]
+        pools = [
+            ThreadPoolExecutor(
+                max_workers=cs[0].target.concurrency, thread_name_prefix=f"vitbench-{name}"
+            )
+            for name, cs in by_target.items()
+        ]
         futures = []
         for pool, cs in zip(pools, by_target.values(), strict=True):
             futures += [pool.submit(work, c) for c in cs]
@@ -372,9 +481,6 @@ class Dispatcher:
             for pool in pools:
                 pool.shutdown(wait=True, cancel_futures=True)
             progress.close()
-        summary.finished = self.store.finish_run_if_complete(run_id)
-        summary.seconds = time.monotonic() - start
-        return summary
 
 
 class _Progress:
@@ -383,7 +489,9 @@ class _Progress:
         if total and not quiet:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="cell", file=sys.stderr, dynamic_ncols=True, leave=True)
+            self.bar = tqdm(
+                total=total, unit="cell", file=sys.stderr, dynamic_ncols=True, leave=True
+            )
 
     def step(self, label: str, outcome: str) -> None:
         if self.bar is not None:

@@ -13,11 +13,12 @@ Exit codes: 0 pass, 1 fail, 3 inconclusive (2 is a usage error).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.errors import UserError
-from harness.parity import TOLERANCES
+from harness.parity import ParityResult, from_metrics
 from harness.plan import BudgetSettings, DeviceBudget
 
 EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 3}
@@ -50,8 +51,27 @@ class GateResult:
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
-        return {"run_id": self.run_id, "verdict": self.verdict, "exit_code": self.exit_code,
-                "budgets": asdict(self.budgets), "cells": [asdict(c) for c in self.cells]}
+        return {
+            "run_id": self.run_id,
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            "budgets": asdict(self.budgets),
+            "cells": [asdict(c) for c in self.cells],
+        }
+
+
+def parse_device_budgets(items: Sequence[str]) -> dict[str, float]:
+    """``DEVICE=MS`` strings (``--device-budget``) -> {device: ms}."""
+    out: dict[str, float] = {}
+    for item in items:
+        dev, _, ms = item.rpartition("=")
+        try:
+            out[dev] = float(ms)
+        except ValueError:
+            raise UserError(f"--device-budget {item!r}: expected DEVICE=MS") from None
+        if not dev or out[dev] <= 0:
+            raise UserError(f"--device-budget {item!r}: expected DEVICE=MS with MS > 0")
+    return out
 
 
 def budgets_from_plan(plan: dict[str, Any] | None) -> BudgetSettings:
@@ -61,30 +81,44 @@ def budgets_from_plan(plan: dict[str, Any] | None) -> BudgetSettings:
     return BudgetSettings(**{k: v for k, v in b.items() if k in known}, devices=devices)
 
 
-def with_overrides(budgets: BudgetSettings, latency_ms: float | None = None, percentile: int | None = None,
-                   accuracy_retention: float | None = None, device_budgets: dict[str, float] | None = None,
-                   known_devices: set[str] | None = None) -> BudgetSettings:
+def with_overrides(
+    budgets: BudgetSettings,
+    latency_ms: float | None = None,
+    percentile: int | None = None,
+    accuracy_retention: float | None = None,
+    device_budgets: dict[str, float] | None = None,
+    known_devices: set[str] | None = None,
+) -> BudgetSettings:
     """Budgets from flags on top of the plan's. A device budget must name a device the run ran."""
     changes: dict[str, Any] = {}
     if latency_ms is not None:
         changes["latency_ms"] = latency_ms
     if percentile is not None:
         if percentile not in (50, 90):
-            raise UserError(f"percentile {percentile} cannot be gated; use 50 or 90 (the percentiles with intervals)")
+            raise UserError(
+                f"percentile {percentile} cannot be gated; use 50 or 90 (the percentiles with "
+                "intervals)"
+            )
         changes["percentile"] = percentile
     if accuracy_retention is not None:
         changes["accuracy_retention"] = accuracy_retention
     if device_budgets:
         for dev in device_budgets:
             if known_devices is not None and dev not in known_devices:
-                raise UserError(f"budget for device {dev!r}, which this run did not measure; "
-                                f"its devices: {', '.join(sorted(known_devices)) or 'none'}")
+                raise UserError(
+                    f"budget for device {dev!r}, which this run did not measure; "
+                    f"its devices: {', '.join(sorted(known_devices)) or 'none'}"
+                )
         extra = tuple(DeviceBudget(d, ms) for d, ms in device_budgets.items())
-        changes["devices"] = extra + tuple(d for d in budgets.devices if d.device not in device_budgets)
+        changes["devices"] = extra + tuple(
+            d for d in budgets.devices if d.device not in device_budgets
+        )
     return replace(budgets, **changes)
 
 
-def samples_to_decide(n: int, estimate: float, low: float, high: float, budget: float) -> int | None:
+def samples_to_decide(
+    n: int, estimate: float, low: float, high: float, budget: float
+) -> int | None:
     """How many more samples would shrink the interval (as 1/sqrt(n)) until it excludes the
     budget; None when the estimate sits on the budget."""
     gap = abs(estimate - budget)
@@ -95,7 +129,9 @@ def samples_to_decide(n: int, estimate: float, low: float, high: float, budget: 
     return max(needed - n, 1)
 
 
-def judge_latency(metrics: dict[str, float], budget: float, q: int, min_samples: int) -> tuple[str, str, int | None]:
+def judge_latency(
+    metrics: dict[str, float], budget: float, q: int, min_samples: int
+) -> tuple[str, str, int | None]:
     est = metrics.get(f"latency_p{q}_ms")
     low = metrics.get(f"latency_p{q}_ci_low_ms")
     high = metrics.get(f"latency_p{q}_ci_high_ms")
@@ -104,17 +140,38 @@ def judge_latency(metrics: dict[str, float], budget: float, q: int, min_samples:
         return "inconclusive", f"no p{q} latency recorded", None
     span = f"p{q} {est:.2f} ms (95% CI {low:.2f}-{high:.2f})"
     if n < min_samples:
-        return "inconclusive", f"{span} from only {n} samples (< {min_samples})", max(min_samples - n, 1)
+        return (
+            "inconclusive",
+            f"{span} from only {n} samples (< {min_samples})",
+            max(min_samples - n, 1),
+        )
     if high <= budget:
         return "pass", f"{span} <= {budget:g} ms", None
     if low > budget:
         return "fail", f"{span} over the {budget:g} ms budget", None
     more = samples_to_decide(n, est, low, high, budget)
-    hint = f"; about {more} more samples would decide it" if more else "; the percentile sits on the budget"
+    hint = (
+        f"; about {more} more samples would decide it"
+        if more
+        else "; the percentile sits on the budget"
+    )
     return "inconclusive", f"{span} straddles the {budget:g} ms budget{hint}", more
 
 
-def judge_cell(cell: dict[str, Any], metrics: dict[str, float], budgets: BudgetSettings) -> CellVerdict:
+def cell_parity(cell: dict[str, Any], metrics: dict[str, float]) -> ParityResult | None:
+    """The cell's parity as judged when it was measured (stored in its details), else its
+    stored numbers judged for the export's precision (stores from before the judgement
+    was kept); None when the cell has no parity."""
+    stored = (cell.get("details") or {}).get("parity")
+    if stored and stored.get("status") in ("passed", "failed"):
+        return ParityResult.from_dict(stored)
+    precision = (cell.get("export_spec") or {}).get("precision", "fp32")
+    return from_metrics(metrics, precision)
+
+
+def judge_cell(
+    cell: dict[str, Any], metrics: dict[str, float], budgets: BudgetSettings
+) -> CellVerdict:
     label = f"{cell['model_name']} {cell['export_label']} {cell['target']}:{cell['device_name']}"
     v = CellVerdict(cell_id=int(cell["id"]), cell_key=cell["cell_key"], label=label, verdict="pass")
     if cell["status"] != "done":
@@ -128,29 +185,24 @@ def judge_cell(cell: dict[str, Any], metrics: dict[str, float], budgets: BudgetS
     v.verdict, v.needed_samples = verdict, more
     v.reasons.append(reason)
 
-    if budgets.parity and "parity_cosine" in metrics:
-        precision = (cell.get("export_spec") or {}).get("precision", "fp32")
-        tol = TOLERANCES.get(precision, TOLERANCES["fp32"])
-        bad = []
-        if metrics["parity_cosine"] < tol.cosine:
-            bad.append(f"cosine {metrics['parity_cosine']:.6f} < {tol.cosine}")
-        if metrics.get("parity_top1", 1.0) < tol.top1:
-            bad.append(f"top-1 agreement {metrics['parity_top1']:.1%} < {tol.top1:.0%}")
-        if metrics.get("parity_max_abs", 0.0) > tol.max_abs:
-            bad.append(f"max abs error {metrics['parity_max_abs']:.3g} > {tol.max_abs:g}")
-        if bad:
-            v.verdict = "fail"
-            v.reasons.append(f"parity ({precision}) outside tolerance: " + ", ".join(bad))
+    parity = cell_parity(cell, metrics) if budgets.parity else None
+    if parity is not None and parity.failures:
+        v.verdict = "fail"
+        v.reasons.append(
+            f"parity ({parity.precision}) outside tolerance: " + ", ".join(parity.failures)
+        )
     if budgets.accuracy_retention and "accuracy" in metrics and metrics.get("accuracy_reference"):
         kept = metrics["accuracy"] / metrics["accuracy_reference"]
         if kept < budgets.accuracy_retention:
             v.verdict = "fail"
-            v.reasons.append(f"accuracy {metrics['accuracy']:.4f} keeps {kept:.1%} of the reference "
-                             f"{metrics['accuracy_reference']:.4f} (< {budgets.accuracy_retention:.0%})")
+            v.reasons.append(
+                f"accuracy {metrics['accuracy']:.4f} keeps {kept:.1%} of the reference "
+                f"{metrics['accuracy_reference']:.4f} (< {budgets.accuracy_retention:.0%})"
+            )
     return v
 
 
-def evaluate(store, run_id: str, budgets: BudgetSettings | None = None) -> GateResult:
+def judge_run(store, run_id: str, budgets: BudgetSettings | None = None) -> GateResult:
     """Verdicts for every cell of ``run_id`` and for the run."""
     run = store.run(run_id)
     if budgets is None:
@@ -172,12 +224,17 @@ def evaluate(store, run_id: str, budgets: BudgetSettings | None = None) -> GateR
 
 
 def render(result: GateResult, missing_cells: int = 0) -> str:
-    lines = [f"gate {result.verdict.upper()} for run {result.run_id} "
-             f"(p{result.budgets.percentile} <= {result.budgets.latency_ms:g} ms"
-             + "".join(f", {d.device} <= {d.latency_ms:g} ms" for d in result.budgets.devices) + ")"]
+    lines = [
+        f"gate {result.verdict.upper()} for run {result.run_id} "
+        f"(p{result.budgets.percentile} <= {result.budgets.latency_ms:g} ms"
+        + "".join(f", {d.device} <= {d.latency_ms:g} ms" for d in result.budgets.devices)
+        + ")"
+    ]
     order = {"error": 0, "fail": 1, "inconclusive": 2, "pass": 3}
     for c in sorted(result.cells, key=lambda c: order[c.verdict]):
         lines.append(f"  {c.verdict.upper():12} {c.label}: " + "; ".join(c.reasons))
     if missing_cells:
-        lines.append(f"  {missing_cells} cell(s) of the plan were never run (resume the run to finish it)")
+        lines.append(
+            f"  {missing_cells} cell(s) of the plan were never run (resume the run to finish it)"
+        )
     return "\n".join(lines)

@@ -152,7 +152,10 @@ def count_outliers(samples: Sequence[float] | np.ndarray, k: float = 3.0) -> int
 
 
 def summarize(
-    samples_ms: Sequence[float] | np.ndarray, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0
+    samples_ms: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
 ) -> LatencyStats:
     """All latency statistics from raw samples in milliseconds."""
     x = np.asarray(samples_ms, dtype=np.float64)
@@ -187,5 +190,14 @@ def summarize(
 # remote hosts; it is re-exported here for in-process use.
 from harness.timing import LoopSettings, timed_loop  # noqa: E402
 
-__all__ = ["PERCENTILES", "LatencyStats", "LoopSettings", "bootstrap_interval", "count_outliers",
-           "drift", "rank_test_p", "summarize", "timed_loop"]
+__all__ = [
+    "PERCENTILES",
+    "LatencyStats",
+    "LoopSettings",
+    "bootstrap_interval",
+    "count_outliers",
+    "drift",
+    "rank_test_p",
+    "summarize",
+    "timed_loop",
+]

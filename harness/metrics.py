@@ -132,8 +132,9 @@ def metric_for(task: str, num_classes: int) -> str:
     return "auc" if num_classes == 2 else "accuracy"
 
 
-def evaluate(name: str, y_true, scores, n_boot: int = 1000, confidence: float = 0.95,
-             seed: int = 0) -> MetricResult:
+def estimate(
+    name: str, y_true, scores, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> MetricResult:
     """Metric ``name`` with a percentile-bootstrap interval over images (resamples where the
     metric is undefined, e.g. one class only, are left out)."""
     if name not in METRICS:
@@ -151,5 +152,5 @@ def evaluate(name: str, y_true, scores, n_boot: int = 1000, confidence: float = 
         if not np.isnan(v):
             boot.append(v)
     alpha = (1 - confidence) / 2
-    lo, hi = (np.quantile(boot, [alpha, 1 - alpha]) if boot else (float("nan"), float("nan")))
+    lo, hi = np.quantile(boot, [alpha, 1 - alpha]) if boot else (float("nan"), float("nan"))
     return MetricResult(name, float(value), float(lo), float(hi), int(y.shape[0]))

@@ -55,8 +55,6 @@ from typing import Any
 from harness.errors import UserError
 from harness.timing import LoopSettings
 
-FORMATS = ("onnx", "executorch", "coreml", "pt2")
-DELEGATES = ("xnnpack", "coreml", "qnn", "mediatek", "portable")
 PRECISIONS = ("fp32", "fp16", "int8")
 PERCENTILES = (50, 90)
 
@@ -75,29 +73,27 @@ class ModelEntry:
     @property
     def label(self) -> str:
         name = Path(self.source).name if ("/" in self.source or "." in self.source) else self.source
-        extra = [f"{k}={v}" for k, v in (("in_chans", self.in_chans), ("num_classes", self.num_classes),
-                                          ("img_size", self.img_size)) if v is not None]
+        extra = [
+            f"{k}={v}"
+            for k, v in (
+                ("in_chans", self.in_chans),
+                ("num_classes", self.num_classes),
+                ("img_size", self.img_size),
+            )
+            if v is not None
+        ]
         return name + (f"[{','.join(extra)}]" if extra else "")
 
     def overrides(self) -> dict[str, Any]:
-        return {k: v for k, v in (("in_chans", self.in_chans), ("num_classes", self.num_classes),
-                                  ("img_size", self.img_size)) if v is not None}
-
-
-def precisions_for(fmt: str, delegate: str | None) -> tuple[str, ...] | None:
-    """The precisions a built-in exporter takes (the first is its default); None for a
-    plugin's format, which validates its own."""
-    if fmt == "executorch":
-        from harness.exporters.executorch import DELEGATES as ET_DELEGATES
-
-        return ET_DELEGATES[delegate or "xnnpack"].precisions
-    if fmt == "coreml":
-        from harness.exporters.coreml import PRECISIONS as COREML
-
-        return COREML
-    if fmt in ("onnx", "pt2"):
-        return ("fp32",)
-    return None
+        return {
+            k: v
+            for k, v in (
+                ("in_chans", self.in_chans),
+                ("num_classes", self.num_classes),
+                ("img_size", self.img_size),
+            )
+            if v is not None
+        }
 
 
 @dataclass(frozen=True)
@@ -109,10 +105,14 @@ class ExportEntry:
     options: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def spec(self):
-        from harness.artifacts import ExportSpec
+        from harness.artifact import ExportSpec
 
-        return ExportSpec(format=self.format, delegate=self.delegate, precision=self.precision,
-                          options=dict(self.options))
+        return ExportSpec(
+            format=self.format,
+            delegate=self.delegate,
+            precision=self.precision,
+            options=dict(self.options),
+        )
 
     @property
     def label(self) -> str:
@@ -137,11 +137,16 @@ class MeasureSettings(LoopSettings):
     retries: int = 2
 
     def profile_settings(self, target: TargetEntry):
-        from targets.base import ProfileSettings
+        from harness.target import ProfileSettings
 
         loop = LoopSettings(**{f.name: getattr(self, f.name) for f in fields(LoopSettings)})
-        return ProfileSettings(loop=loop, runtime=target.runtime, threads=self.threads, timeout_s=self.timeout_s,
-                               options=dict(target.options))
+        return ProfileSettings(
+            loop=loop,
+            runtime=target.runtime,
+            threads=self.threads,
+            timeout_s=self.timeout_s,
+            options=dict(target.options),
+        )
 
 
 @dataclass(frozen=True)
@@ -198,10 +203,13 @@ class Plan:
 
     @property
     def hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
+        return hashlib.sha256(
+            json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        ).hexdigest()
 
 
 # -- parsing ------------------------------------------------------------------------------
+
 
 class _Locator:
     """Finds the line of a field in TOML text, for error messages."""
@@ -224,8 +232,12 @@ class _Locator:
                 if current == section and line.startswith("[["):
                     count += 1
                 continue
-            if key and current == section and (index is None or count == index) and re.match(
-                    rf"^{re.escape(key)}\s*=", line):
+            if (
+                key
+                and current == section
+                and (index is None or count == index)
+                and re.match(rf"^{re.escape(key)}\s*=", line)
+            ):
                 return no
         # the table itself
         for no, raw in enumerate(self.lines, 1):
@@ -245,8 +257,13 @@ class _Reader:
         where = f"{self.source}:{line}" if line else self.source
         return PlanError(f"{where}: {name}: {message}")
 
-    def table(self, data: dict[str, Any], path: tuple[Any, ...], allowed: dict[str, Any],
-              required: tuple[str, ...] = ()) -> dict[str, Any]:
+    def table(
+        self,
+        data: dict[str, Any],
+        path: tuple[Any, ...],
+        allowed: dict[str, Any],
+        required: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
         unknown = sorted(set(data) - set(allowed))
         if unknown:
             raise self.fail((*path, unknown[0]), f"unknown field; allowed: {', '.join(allowed)}")
@@ -263,56 +280,171 @@ class _Reader:
             if v not in kind:
                 raise self.fail(path, f"{v!r} is not allowed; one of {', '.join(map(str, kind))}")
             return v
-        if kind == "posint":
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise self.fail(path, f"must be a positive integer, got {v!r}")
-            return v
-        if kind == "nonnegint":
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise self.fail(path, f"must be an integer >= 0, got {v!r}")
-            return v
-        if kind == "posfloat":
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
-                raise self.fail(path, f"must be a positive number, got {v!r}")
-            return float(v)
-        if kind == "nonnegfloat":
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-                raise self.fail(path, f"must be a number >= 0, got {v!r}")
-            return float(v)
-        if kind == "fraction":
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1:
-                raise self.fail(path, f"must be a fraction in (0, 1], got {v!r}")
-            return float(v)
-        if kind == "str":
-            if not isinstance(v, str) or not v:
-                raise self.fail(path, f"must be a non-empty string, got {v!r}")
-            return v
-        if kind == "bool":
-            if not isinstance(v, bool):
-                raise self.fail(path, f"must be true or false, got {v!r}")
-            return v
-        if kind == "strlist":
-            if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
-                raise self.fail(path, f"must be a list of strings, got {v!r}")
-            return tuple(v)
-        if kind == "dict":
-            if not isinstance(v, dict):
-                raise self.fail(path, f"must be a table, got {v!r}")
-            return v
-        raise AssertionError(kind)
+        ok, convert, wanted = KINDS[kind]
+        if not ok(v):
+            raise self.fail(path, f"must be {wanted}, got {v!r}")
+        return convert(v)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _integer(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _same(v: Any) -> Any:
+    return v
+
+
+# kind -> (accepts, convert, what the error says is wanted)
+KINDS: dict[str, tuple[Any, Any, str]] = {
+    "posint": (lambda v: _integer(v) and v >= 1, _same, "a positive integer"),
+    "nonnegint": (lambda v: _integer(v) and v >= 0, _same, "an integer >= 0"),
+    "posfloat": (lambda v: _number(v) and v > 0, float, "a positive number"),
+    "nonnegfloat": (lambda v: _number(v) and v >= 0, float, "a number >= 0"),
+    "fraction": (lambda v: _number(v) and 0 < v <= 1, float, "a fraction in (0, 1]"),
+    "str": (lambda v: isinstance(v, str) and bool(v), _same, "a non-empty string"),
+    "bool": (lambda v: isinstance(v, bool), _same, "true or false"),
+    "strlist": (
+        lambda v: isinstance(v, list) and all(isinstance(x, str) and x for x in v),
+        tuple,
+        "a list of strings",
+    ),
+    "dict": (lambda v: isinstance(v, dict), _same, "a table"),
+}
+
+
+def _export_entry(r: _Reader, e: dict[str, Any], i: int, formats: tuple[str, ...]) -> ExportEntry:
+    """One [[exports]] table; the registry says which delegates and precisions it takes."""
+    from harness import plugins
+
+    t = r.table(
+        e,
+        ("exports", i),
+        {
+            "format": formats,
+            "delegate": "str",
+            "precision": PRECISIONS,
+            "calibration": "str",
+            "options": "dict",
+        },
+        required=("format",),
+    )
+    exporter = plugins.exporter(t["format"])
+    delegates = tuple(exporter.delegates())
+    if "delegate" in t and not delegates:
+        with_delegates = [n for n in formats if plugins.exporter(n).delegates()]
+        raise r.fail(
+            ("exports", i, "delegate"),
+            f"only {' and '.join(with_delegates) or 'no'} exports take a delegate, not "
+            f"{t['format']}",
+        )
+    if "delegate" in t and t["delegate"] not in delegates:
+        raise r.fail(("exports", i, "delegate"), f"must be one of {', '.join(delegates)}")
+    if delegates and "delegate" not in t:
+        t["delegate"] = delegates[0]
+    allowed = exporter.precisions(t.get("delegate"))
+    if allowed and "precision" not in t:
+        t["precision"] = allowed[0]
+    elif allowed and t["precision"] not in allowed:
+        what = f"{t['format']}/{t['delegate']}" if t.get("delegate") else t["format"]
+        raise r.fail(
+            ("exports", i, "precision"),
+            f"{what} does not take {t['precision']}; it takes {', '.join(allowed)}",
+        )
+    if "calibration" in t and t.get("precision") != "int8":
+        raise r.fail(("exports", i, "calibration"), "calibration data is only used by int8 exports")
+    return ExportEntry(**t)
+
+
+def _measure(r: _Reader, data: dict[str, Any]) -> MeasureSettings:
+    m = r.table(
+        data.get("measure", {}),
+        ("measure",),
+        {
+            "warmup_iterations": "nonnegint",
+            "warmup_seconds": "nonnegfloat",
+            "min_iterations": "posint",
+            "min_seconds": "nonnegfloat",
+            "max_iterations": "posint",
+            "max_seconds": "posfloat",
+            "threads": "posint",
+            "timeout_s": "posfloat",
+            "retries": "nonnegint",
+        },
+    )
+    low = m.get("min_iterations", MeasureSettings.min_iterations)
+    if m.get("max_iterations", MeasureSettings.max_iterations) < low:
+        raise r.fail(("measure", "max_iterations"), f"must be at least min_iterations ({low})")
+    return MeasureSettings(**m)
+
+
+def _budgets(r: _Reader, data: dict[str, Any], targets: list[TargetEntry]) -> BudgetSettings:
+    """[budgets] and its [[budgets.devices]], each device one the plan runs."""
+    b = dict(data.get("budgets", {}))
+    raw_devices = b.pop("devices", [])
+    bt = r.table(
+        b,
+        ("budgets",),
+        {
+            "latency_ms": "posfloat",
+            "percentile": PERCENTILES,
+            "parity": "bool",
+            "accuracy_retention": "fraction",
+            "min_samples": "posint",
+        },
+    )
+    if not isinstance(raw_devices, list):
+        raise r.fail(("budgets", "devices"), "must be [[budgets.devices]] tables")
+    dev_budgets = []
+    selectable = {d for t in targets for d in t.devices} | {
+        f"{t.name}:{d}" for t in targets for d in t.devices
+    }
+    open_targets = [t.name for t in targets if not t.devices]
+    for i, d in enumerate(raw_devices):
+        t = r.table(
+            d,
+            ("budgets.devices", i),
+            {"device": "str", "latency_ms": "posfloat"},
+            required=("device", "latency_ms"),
+        )
+        dev = t["device"]
+        named_target = dev.split(":", 1)[0] if ":" in dev else None
+        if dev not in selectable and named_target not in open_targets:
+            runs = sorted(d for t0 in targets for d in t0.devices) or ["(targets list no devices)"]
+            raise r.fail(
+                ("budgets.devices", i, "device"),
+                f"{dev!r} is not a device this plan runs; its devices: {', '.join(runs)}",
+            )
+        dev_budgets.append(DeviceBudget(**t))
+    return BudgetSettings(**bt, devices=tuple(dev_budgets))
+
+
+TOP_FIELDS = {
+    "name",
+    "description",
+    "models",
+    "exports",
+    "targets",
+    "measure",
+    "parity",
+    "accuracy",
+    "budgets",
+}
 
 
 def _parse(data: dict[str, Any], source: str, text: str) -> Plan:
     from harness import plugins
 
     r = _Reader(source, text)
-    allowed_top = {"name", "description", "models", "exports", "targets", "measure", "parity", "accuracy", "budgets"}
-    unknown = sorted(set(data) - allowed_top)
+    unknown = sorted(set(data) - TOP_FIELDS)
     if unknown:
-        raise r.fail((unknown[0],), f"unknown field; allowed: {', '.join(sorted(allowed_top))}")
-    name = r.value(data.get("name"), ("name",), "str") if "name" in data else None
-    if name is None:
+        raise r.fail((unknown[0],), f"unknown field; allowed: {', '.join(sorted(TOP_FIELDS))}")
+    if "name" not in data:
         raise r.fail(("name",), "missing: every plan needs a name (runs of one plan are compared)")
+    name = r.value(data["name"], ("name",), "str")
 
     def array(key: str) -> list[dict[str, Any]]:
         v = data.get(key)
@@ -320,72 +452,62 @@ def _parse(data: dict[str, Any], source: str, text: str) -> Plan:
             raise r.fail((key,), f"needs at least one [[{key}]] table")
         return v
 
-    models = []
-    for i, m in enumerate(array("models")):
-        t = r.table(m, ("models", i), {"source": "str", "in_chans": "posint", "num_classes": "posint",
-                                       "img_size": "posint"}, required=("source",))
-        models.append(ModelEntry(**t))
-
-    formats = tuple(dict.fromkeys([*FORMATS, *plugins.names("exporter")]))
-    exports = []
-    for i, e in enumerate(array("exports")):
-        t = r.table(e, ("exports", i), {"format": formats, "delegate": DELEGATES, "precision": PRECISIONS,
-                                        "calibration": "str", "options": "dict"}, required=("format",))
-        if "delegate" in t and t["format"] != "executorch":
-            raise r.fail(("exports", i, "delegate"), f"only executorch exports take a delegate, not {t['format']}")
-        if t["format"] == "executorch" and "delegate" not in t:
-            t["delegate"] = "xnnpack"
-        allowed = precisions_for(t["format"], t.get("delegate"))
-        if allowed and "precision" not in t:
-            t["precision"] = allowed[0]
-        elif allowed and t["precision"] not in allowed:
-            what = f"{t['format']}/{t['delegate']}" if t.get("delegate") else t["format"]
-            raise r.fail(("exports", i, "precision"), f"{what} does not take {t['precision']}; it takes {', '.join(allowed)}")
-        if "calibration" in t and t.get("precision") != "int8":
-            raise r.fail(("exports", i, "calibration"), "calibration data is only used by int8 exports")
-        exports.append(ExportEntry(**t))
-
+    models = [
+        ModelEntry(
+            **r.table(
+                m,
+                ("models", i),
+                {
+                    "source": "str",
+                    "in_chans": "posint",
+                    "num_classes": "posint",
+                    "img_size": "posint",
+                },
+                required=("source",),
+            )
+        )
+        for i, m in enumerate(array("models"))
+    ]
+    formats = tuple(plugins.names("exporter"))
+    exports = [_export_entry(r, e, i, formats) for i, e in enumerate(array("exports"))]
     target_names = tuple(plugins.names("target"))
-    targets = []
-    for i, t0 in enumerate(array("targets")):
-        t = r.table(t0, ("targets", i), {"name": target_names, "devices": "strlist", "concurrency": "posint",
-                                         "runtime": "str", "options": "dict"}, required=("name",))
-        targets.append(TargetEntry(**t))
-
-    m = r.table(data.get("measure", {}), ("measure",), {
-        "warmup_iterations": "nonnegint", "warmup_seconds": "nonnegfloat", "min_iterations": "posint",
-        "min_seconds": "nonnegfloat", "max_iterations": "posint", "max_seconds": "posfloat", "threads": "posint",
-        "timeout_s": "posfloat", "retries": "nonnegint"})
-    low = m.get("min_iterations", MeasureSettings.min_iterations)
-    if m.get("max_iterations", MeasureSettings.max_iterations) < low:
-        raise r.fail(("measure", "max_iterations"), f"must be at least min_iterations ({low})")
-    measure = MeasureSettings(**m)
+    targets = [
+        TargetEntry(
+            **r.table(
+                t0,
+                ("targets", i),
+                {
+                    "name": target_names,
+                    "devices": "strlist",
+                    "concurrency": "posint",
+                    "runtime": "str",
+                    "options": "dict",
+                },
+                required=("name",),
+            )
+        )
+        for i, t0 in enumerate(array("targets"))
+    ]
     parity = ParitySettings(**r.table(data.get("parity", {}), ("parity",), {"on_device": "bool"}))
-    accuracy = AccuracySettings(**r.table(data.get("accuracy", {}), ("accuracy",),
-                                          {"data": "str", "split": ("train", "val", "test"), "limit": "posint"}))
-    b = dict(data.get("budgets", {}))
-    raw_devices = b.pop("devices", [])
-    bt = r.table(b, ("budgets",), {"latency_ms": "posfloat", "percentile": PERCENTILES, "parity": "bool",
-                                   "accuracy_retention": "fraction", "min_samples": "posint"})
-    if not isinstance(raw_devices, list):
-        raise r.fail(("budgets", "devices"), "must be [[budgets.devices]] tables")
-    dev_budgets = []
-    selectable = {d for t in targets for d in t.devices} | {f"{t.name}:{d}" for t in targets for d in t.devices}
-    open_targets = [t.name for t in targets if not t.devices]
-    for i, d in enumerate(raw_devices):
-        t = r.table(d, ("budgets.devices", i), {"device": "str", "latency_ms": "posfloat"},
-                    required=("device", "latency_ms"))
-        dev = t["device"]
-        named_target = dev.split(":", 1)[0] if ":" in dev else None
-        if dev not in selectable and named_target not in open_targets:
-            runs = sorted(d for t0 in targets for d in t0.devices) or ["(targets list no devices)"]
-            raise r.fail(("budgets.devices", i, "device"),
-                         f"{dev!r} is not a device this plan runs; its devices: {', '.join(runs)}")
-        dev_budgets.append(DeviceBudget(**t))
-    budgets = BudgetSettings(**bt, devices=tuple(dev_budgets))
-    return Plan(name=name, description=data.get("description", ""), models=tuple(models), exports=tuple(exports),
-                targets=tuple(targets), measure=measure, parity=parity, accuracy=accuracy, budgets=budgets,
-                source=source)
+    accuracy = AccuracySettings(
+        **r.table(
+            data.get("accuracy", {}),
+            ("accuracy",),
+            {"data": "str", "split": ("train", "val", "test"), "limit": "posint"},
+        )
+    )
+    return Plan(
+        name=name,
+        description=data.get("description", ""),
+        models=tuple(models),
+        exports=tuple(exports),
+        targets=tuple(targets),
+        measure=_measure(r, data),
+        parity=parity,
+        accuracy=accuracy,
+        budgets=_budgets(r, data, targets),
+        source=source,
+    )
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -418,7 +540,12 @@ DEFAULT_PLAN: dict[str, Any] = {
         {"format": "pt2"},
     ],
     "targets": [{"name": "host", "devices": ["host"]}],
-    "measure": {"warmup_iterations": 5, "warmup_seconds": 0.5, "min_iterations": 50, "min_seconds": 5.0},
+    "measure": {
+        "warmup_iterations": 5,
+        "warmup_seconds": 0.5,
+        "min_iterations": 50,
+        "min_seconds": 5.0,
+    },
     "budgets": {"latency_ms": 200.0, "percentile": 90},
 }
 

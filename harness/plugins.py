@@ -1,63 +1,85 @@
-"""The plugin registry: built-in exporters and targets, plus any installed package's, found
-through the entry-point groups ``vitbench.exporters`` and ``vitbench.targets``.
+"""The plugin registry: every exporter, target, report writer and vendor subcommand, built-in
+or third-party, found through the same entry-point groups.
 
-Built-ins are named here as "module:attribute" and imported only when used, so listing
-plugins stays fast and a plugin whose SDK is missing fails alone, with its reason.
-An entry point names a class (instantiated with no arguments) or an instance.
+=============  ======================  ==========================================
+kind           entry-point group       an entry names
+=============  ======================  ==========================================
+exporter       ``vitbench.exporters``  a subclass of :class:`harness.exporters.Exporter`
+target         ``vitbench.targets``    a subclass of :class:`harness.target.Target`
+reporter       ``vitbench.reporters``  a subclass of :class:`harness.reporting.Reporter`
+command        ``vitbench.commands``   a click command or group (``vitbench NAME ...``)
+=============  ======================  ==========================================
+
+vitbench's own plugins are declared in its ``pyproject.toml`` like anyone's, so the core
+names no module of ``targets/`` or ``reports/``. Entries are imported only when used: listing
+them stays fast and a plugin whose SDK is missing fails alone, with its reason. An entry point
+names a class (instantiated with no arguments) or an instance.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from harness.errors import UserError
 
-EXPORTER_GROUP = "vitbench.exporters"
-TARGET_GROUP = "vitbench.targets"
-
-BUILTIN_EXPORTERS: dict[str, str] = {
-    "onnx": "harness.exporters.onnx:OnnxExporter",
-    "executorch": "harness.exporters.executorch:ExecuTorchExporter",
-    "coreml": "harness.exporters.coreml:CoreMLExporter",
-    "pt2": "harness.exporters.pt2:PT2Exporter",
+GROUPS = {
+    "exporter": "vitbench.exporters",
+    "target": "vitbench.targets",
+    "reporter": "vitbench.reporters",
+    "command": "vitbench.commands",
 }
-
-BUILTIN_TARGETS: dict[str, str] = {
-    "host": "targets.host:HostTarget",
-    "aihub": "targets.aihub:AIHubTarget",
-    "android": "targets.android:AndroidTarget",
-    "apple": "targets.apple:AppleTarget",
-    "remote": "targets.remote:RemoteTarget",
-}
+BUILTIN_DIST = "vitbench"
 
 
 @dataclass(frozen=True)
 class PluginInfo:
     name: str
-    kind: str  # "exporter" or "target"
+    kind: str  # "exporter", "target", "reporter", "command"
     source: str  # "built-in" or the distribution that provides it
     ref: str  # "module:attribute"
     available: bool
     reason: str  # why not available, "" when it is
 
 
-def _builtin(kind: str) -> dict[str, str]:
-    return BUILTIN_EXPORTERS if kind == "exporter" else BUILTIN_TARGETS
+def _contract(kind: str) -> type | None:
+    if kind == "exporter":
+        from harness.exporters import Exporter
+
+        return Exporter
+    if kind == "target":
+        from harness.target import Target
+
+        return Target
+    if kind == "reporter":
+        from harness.reporting import Reporter
+
+        return Reporter
+    return None
 
 
-def _group(kind: str) -> str:
-    return EXPORTER_GROUP if kind == "exporter" else TARGET_GROUP
+def _source(ep: EntryPoint) -> str:
+    dist = ep.dist
+    if dist is None:
+        return "entry point"
+    return "built-in" if dist.name == BUILTIN_DIST else dist.name
 
 
-def _entry_points(kind: str) -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=_group(kind))}
+def _entry_points(kind: str) -> dict[str, EntryPoint]:
+    """Name -> entry point; vitbench's own first, in the order pyproject.toml declares them."""
+    if kind not in GROUPS:
+        raise ValueError(f"unknown plugin kind {kind!r}")
+    eps = list(entry_points(group=GROUPS[kind]))
+    order = sorted(range(len(eps)), key=lambda i: (_source(eps[i]) != "built-in", i))
+    out: dict[str, EntryPoint] = {}
+    for i in order:
+        out.setdefault(eps[i].name, eps[i])
+    return out
 
 
 def names(kind: str) -> list[str]:
-    return list(dict.fromkeys([*_builtin(kind), *_entry_points(kind)]))
+    return list(_entry_points(kind))
 
 
 def _instantiate(obj: Any) -> Any:
@@ -65,40 +87,39 @@ def _instantiate(obj: Any) -> Any:
 
 
 def load(kind: str, name: str) -> Any:
-    """The plugin instance called ``name``; a clear error for an unknown one."""
-    builtin = _builtin(kind)
-    if name in builtin:
-        module, attr = builtin[name].split(":")
-        return _instantiate(getattr(importlib.import_module(module), attr))
+    """The plugin instance called ``name``; one clear line for an unknown or broken one."""
     eps = _entry_points(kind)
-    if name in eps:
+    if name not in eps:
+        raise UserError(f"unknown {kind} {name!r}; available: {', '.join(eps) or 'none'}")
+    ep = eps[name]
+    if _source(ep) == "built-in":  # our own: an import error is a bug or a missing SDK
+        obj = _instantiate(ep.load())
+    else:
         try:
-            return _instantiate(eps[name].load())
+            obj = _instantiate(ep.load())
         except Exception as exc:  # noqa: BLE001 - a broken third-party plugin is reported, not raised
-            raise UserError(f"{kind} plugin {name!r} ({eps[name].value}) failed to load: {exc}") from None
-    raise UserError(f"unknown {kind} {name!r}; available: {', '.join(names(kind)) or 'none'}")
+            raise UserError(f"{kind} plugin {name!r} ({ep.value}) failed to load: {exc}") from None
+    contract = _contract(kind)
+    if contract is not None and not isinstance(obj, contract):
+        raise UserError(
+            f"{kind} plugin {name!r} ({ep.value}) is not a {contract.__module__}."
+            f"{contract.__qualname__}; subclass it"
+        )
+    return obj
 
 
 def describe(kind: str) -> list[PluginInfo]:
-    """Every plugin of ``kind`` with whether it can be used here and, if not, why. A plugin
-    may define ``unavailable_reason() -> str`` ("" when usable)."""
+    """Every plugin of ``kind`` with whether it can be used here and, if not, why."""
     out = []
-    eps = _entry_points(kind)
-    for name in names(kind):
-        if name in _builtin(kind):
-            source, ref = "built-in", _builtin(kind)[name]
-        else:
-            dist = getattr(eps[name], "dist", None)
-            source, ref = (dist.name if dist else "entry point"), eps[name].value
+    for name, ep in _entry_points(kind).items():
         try:
             plugin = load(kind, name)
-            check = getattr(plugin, "unavailable_reason", None)
-            reason = check() if callable(check) else ""
+            reason = plugin.unavailable_reason() if kind in ("exporter", "target") else ""
         except UserError as exc:
             reason = str(exc)
         except ImportError as exc:
             reason = f"cannot import: {exc}"
-        out.append(PluginInfo(name, kind, source, ref, not reason, reason))
+        out.append(PluginInfo(name, kind, _source(ep), ep.value, not reason, reason))
     return out
 
 
@@ -108,3 +129,8 @@ def exporter(name: str) -> Any:
 
 def target(name: str) -> Any:
     return load("target", name)
+
+
+def commands() -> dict[str, EntryPoint]:
+    """Subcommands plugins add to ``vitbench`` (loaded when the CLI starts)."""
+    return _entry_points("command")

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 from harness.errors import UserError
 
 DEFAULT_STORE = "vitbench-results.db"
-FAILURE_KINDS = ("infrastructure", "model", "measurement")
+FAILURE_KINDS = ("infrastructure", "model", "measurement", "configuration")  # harness.errors.KINDS
 
 
 class StoreError(UserError):
@@ -137,7 +137,9 @@ class Store:
 
     def __init__(self, url: str):
         self.url = url
-        self.dialect = "postgresql" if url.startswith(("postgresql://", "postgres://")) else "sqlite"
+        self.dialect = (
+            "postgresql" if url.startswith(("postgresql://", "postgres://")) else "sqlite"
+        )
         self._lock = threading.RLock()
         self._conn = self._connect()
         self._migrate()
@@ -148,17 +150,23 @@ class Store:
             try:
                 import psycopg
             except ImportError:
-                raise StoreError("a PostgreSQL store needs psycopg: pip install 'psycopg[binary]'") from None
+                raise StoreError(
+                    "a PostgreSQL store needs psycopg: pip install 'psycopg[binary]'"
+                ) from None
             try:
                 return psycopg.connect(self.url, autocommit=False, connect_timeout=10)
             except psycopg.Error as exc:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                reason = (
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                )
                 raise StoreError(f"cannot reach store {redact(self.url)}: {reason}") from None
         path = Path(self.url.removeprefix("sqlite:///").removeprefix("sqlite://"))
         if path.parent and not path.parent.exists():
             raise StoreError(f"cannot open store {path}: folder {path.parent} does not exist")
         try:
-            conn = sqlite3.connect(str(path), timeout=60, check_same_thread=False, isolation_level=None)
+            conn = sqlite3.connect(
+                str(path), timeout=60, check_same_thread=False, isolation_level=None
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -172,7 +180,11 @@ class Store:
         return sql
 
     def _ddl(self, sql: str) -> str:
-        ident = "BIGSERIAL PRIMARY KEY" if self.dialect == "postgresql" else "INTEGER PRIMARY KEY AUTOINCREMENT"
+        ident = (
+            "BIGSERIAL PRIMARY KEY"
+            if self.dialect == "postgresql"
+            else "INTEGER PRIMARY KEY AUTOINCREMENT"
+        )
         sql = sql.replace("{id}", ident)
         if self.dialect == "sqlite":
             sql = sql.replace("DOUBLE PRECISION", "REAL").replace("BIGINT", "INTEGER")
@@ -233,7 +245,8 @@ class Store:
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"store {redact(self.url)} has schema version {version}, newer than this vitbench "
-                f"understands ({SCHEMA_VERSION}); upgrade vitbench")
+                f"understands ({SCHEMA_VERSION}); upgrade vitbench"
+            )
         if version == SCHEMA_VERSION:
             return
         with self.transaction() as cur:
@@ -244,24 +257,52 @@ class Store:
                 for stmt in statements:
                     cur.execute(self._ddl(stmt))
             cur.execute("DELETE FROM vitbench_schema")
-            cur.execute(self._sql("INSERT INTO vitbench_schema (version) VALUES (?)"), (SCHEMA_VERSION,))
+            cur.execute(
+                self._sql("INSERT INTO vitbench_schema (version) VALUES (?)"), (SCHEMA_VERSION,)
+            )
 
     # -- runs -----------------------------------------------------------------------------
-    def create_run(self, run_id: str, plan_name: str, plan_hash: str, git_commit: str,
-                   environment: dict[str, Any], tool_versions: dict[str, Any], plan: dict[str, Any],
-                   total_cells: int) -> None:
+    def create_run(
+        self,
+        run_id: str,
+        plan_name: str,
+        plan_hash: str,
+        git_commit: str,
+        environment: dict[str, Any],
+        tool_versions: dict[str, Any],
+        plan: dict[str, Any],
+        total_cells: int,
+    ) -> None:
         """Create the run, or leave it as it is if it exists (a resume, or another shard)."""
         with self.transaction() as cur:
             cur.execute(self._sql("SELECT id FROM runs WHERE id = ?"), (run_id,))
             if cur.fetchone():
-                cur.execute(self._sql("UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?"),
-                            (run_id,))
+                cur.execute(
+                    self._sql(
+                        "UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?"
+                    ),
+                    (run_id,),
+                )
                 return
-            cur.execute(self._sql(
-                "INSERT INTO runs (id, plan_name, plan_hash, git_commit, started_at, finished_at, status, "
-                "environment, tool_versions, plan, total_cells) VALUES (?, ?, ?, ?, ?, NULL, 'running', ?, ?, ?, ?)"),
-                (run_id, plan_name, plan_hash, git_commit, time.time(), json.dumps(environment, default=str),
-                 json.dumps(tool_versions, default=str), json.dumps(plan, default=str), total_cells))
+            cur.execute(
+                self._sql(
+                    "INSERT INTO runs (id, plan_name, plan_hash, git_commit, started_at, "
+                    "finished_at, status, "
+                    "environment, tool_versions, plan, total_cells) VALUES (?, ?, ?, ?, ?, NULL, "
+                    "'running', ?, ?, ?, ?)"
+                ),
+                (
+                    run_id,
+                    plan_name,
+                    plan_hash,
+                    git_commit,
+                    time.time(),
+                    json.dumps(environment, default=str),
+                    json.dumps(tool_versions, default=str),
+                    json.dumps(plan, default=str),
+                    total_cells,
+                ),
+            )
 
     def finish_run_if_complete(self, run_id: str) -> bool:
         """Mark the run finished once every cell of its plan is done or failed (shards finish
@@ -269,12 +310,18 @@ class Store:
         with self.transaction() as cur:
             cur.execute(self._sql("SELECT total_cells FROM runs WHERE id = ?"), (run_id,))
             total = cur.fetchone()[0]
-            cur.execute(self._sql("SELECT COUNT(*) FROM cells WHERE run_id = ? AND status IN ('done', 'failed')"),
-                        (run_id,))
+            cur.execute(
+                self._sql(
+                    "SELECT COUNT(*) FROM cells WHERE run_id = ? AND status IN ('done', 'failed')"
+                ),
+                (run_id,),
+            )
             finished = cur.fetchone()[0]
             if finished >= total:
-                cur.execute(self._sql("UPDATE runs SET status = 'finished', finished_at = ? WHERE id = ?"),
-                            (time.time(), run_id))
+                cur.execute(
+                    self._sql("UPDATE runs SET status = 'finished', finished_at = ? WHERE id = ?"),
+                    (time.time(), run_id),
+                )
                 return True
             cur.execute(self._sql("UPDATE runs SET status = 'incomplete' WHERE id = ?"), (run_id,))
             return False
@@ -285,7 +332,9 @@ class Store:
             raise StoreError(f"no run {run_id!r} in {redact(self.url)}; `vitbench runs` lists them")
         return _decode_run(rows[0])
 
-    def runs(self, plan_hash: str | None = None, plan_name: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def runs(
+        self, plan_hash: str | None = None, plan_name: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
         sql, params = "SELECT * FROM runs", []
         where = []
         if plan_hash:
@@ -310,72 +359,135 @@ class Store:
     def start_cell(self, run_id: str, rec: CellRecord) -> int:
         """Register a cell as running (or take its row back on a retry); returns its id."""
         with self.transaction() as cur:
-            cur.execute(self._sql("SELECT id, attempts FROM cells WHERE run_id = ? AND cell_key = ?"),
-                        (run_id, rec.cell_key))
+            cur.execute(
+                self._sql("SELECT id, attempts FROM cells WHERE run_id = ? AND cell_key = ?"),
+                (run_id, rec.cell_key),
+            )
             row = cur.fetchone()
             if row:
                 cell_id = int(row[0])
                 cur.execute(self._sql("DELETE FROM samples WHERE cell_id = ?"), (cell_id,))
                 cur.execute(self._sql("DELETE FROM metrics WHERE cell_id = ?"), (cell_id,))
-                cur.execute(self._sql(
-                    "UPDATE cells SET status = 'running', attempts = ?, started_at = ?, finished_at = NULL, "
-                    "failure_kind = NULL, failure_reason = NULL, device_chipset = ?, device_os = ? WHERE id = ?"),
-                    (int(row[1]) + 1, time.time(), rec.device_chipset, rec.device_os, cell_id))
+                cur.execute(
+                    self._sql(
+                        "UPDATE cells SET status = 'running', attempts = ?, started_at = ?, "
+                        "finished_at = NULL, "
+                        "failure_kind = NULL, failure_reason = NULL, device_chipset = ?, device_os "
+                        "= ? WHERE id = ?"
+                    ),
+                    (int(row[1]) + 1, time.time(), rec.device_chipset, rec.device_os, cell_id),
+                )
                 return cell_id
-            cur.execute(self._sql(
-                "INSERT INTO cells (run_id, cell_key, model_name, model_hash, export_label, export_spec, "
-                "artifact_sha256, target, device_name, device_chipset, device_os, runtime, compute_unit, status, "
-                "failure_kind, failure_reason, attempts, started_at, finished_at, details) "
-                "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, NULL, NULL, 'running', NULL, NULL, 1, ?, NULL, '{}') "
-                "RETURNING id"),
-                (run_id, rec.cell_key, rec.model_name, rec.model_hash, rec.export_label,
-                 json.dumps(rec.export_spec, sort_keys=True, default=str), rec.target, rec.device_name,
-                 rec.device_chipset, rec.device_os, time.time()))
+            cur.execute(
+                self._sql(
+                    "INSERT INTO cells (run_id, cell_key, model_name, model_hash, export_label, "
+                    "export_spec, "
+                    "artifact_sha256, target, device_name, device_chipset, device_os, runtime, "
+                    "compute_unit, status, "
+                    "failure_kind, failure_reason, attempts, started_at, finished_at, details) "
+                    "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, NULL, NULL, 'running', NULL, "
+                    "NULL, 1, ?, NULL, '{}') "
+                    "RETURNING id"
+                ),
+                (
+                    run_id,
+                    rec.cell_key,
+                    rec.model_name,
+                    rec.model_hash,
+                    rec.export_label,
+                    json.dumps(rec.export_spec, sort_keys=True, default=str),
+                    rec.target,
+                    rec.device_name,
+                    rec.device_chipset,
+                    rec.device_os,
+                    time.time(),
+                ),
+            )
             return int(cur.fetchone()[0])
 
-    def finish_cell(self, cell_id: int, *, status: str, artifact_sha256: str | None = None,
-                    runtime: str | None = None, compute_unit: str | None = None,
-                    samples_ms: Sequence[float] = (), metrics: Iterable[tuple[str, float, str]] = (),
-                    details: dict[str, Any] | None = None, failure_kind: str | None = None,
-                    failure_reason: str | None = None) -> None:
+    def finish_cell(
+        self,
+        cell_id: int,
+        *,
+        status: str,
+        artifact_sha256: str | None = None,
+        runtime: str | None = None,
+        compute_unit: str | None = None,
+        samples_ms: Sequence[float] = (),
+        metrics: Iterable[tuple[str, float, str]] = (),
+        details: dict[str, Any] | None = None,
+        failure_kind: str | None = None,
+        failure_reason: str | None = None,
+    ) -> None:
         """Write a cell's outcome, its raw samples and its metrics in one transaction."""
         if status not in ("done", "failed"):
             raise ValueError(f"status {status!r}")
         if status == "failed" and failure_kind not in FAILURE_KINDS:
             raise ValueError(f"failure kind {failure_kind!r}")
         with self.transaction() as cur:
-            cur.execute(self._sql(
-                "UPDATE cells SET status = ?, artifact_sha256 = ?, runtime = ?, compute_unit = ?, failure_kind = ?, "
-                "failure_reason = ?, finished_at = ?, details = ? WHERE id = ?"),
-                (status, artifact_sha256, runtime, compute_unit, failure_kind, failure_reason, time.time(),
-                 json.dumps(details or {}, default=str), cell_id))
+            cur.execute(
+                self._sql(
+                    "UPDATE cells SET status = ?, artifact_sha256 = ?, runtime = ?, compute_unit = "
+                    "?, failure_kind = ?, "
+                    "failure_reason = ?, finished_at = ?, details = ? WHERE id = ?"
+                ),
+                (
+                    status,
+                    artifact_sha256,
+                    runtime,
+                    compute_unit,
+                    failure_kind,
+                    failure_reason,
+                    time.time(),
+                    json.dumps(details or {}, default=str),
+                    cell_id,
+                ),
+            )
             cur.execute(self._sql("DELETE FROM samples WHERE cell_id = ?"), (cell_id,))
             cur.execute(self._sql("DELETE FROM metrics WHERE cell_id = ?"), (cell_id,))
             if samples_ms:
-                cur.executemany(self._sql("INSERT INTO samples (cell_id, iteration, latency_ms) VALUES (?, ?, ?)"),
-                                [(cell_id, i, float(v)) for i, v in enumerate(samples_ms)])
+                cur.executemany(
+                    self._sql(
+                        "INSERT INTO samples (cell_id, iteration, latency_ms) VALUES (?, ?, ?)"
+                    ),
+                    [(cell_id, i, float(v)) for i, v in enumerate(samples_ms)],
+                )
             rows = [(cell_id, n, float(v), u) for n, v, u in metrics if v is not None and v == v]
             if rows:
-                cur.executemany(self._sql("INSERT INTO metrics (cell_id, name, value, unit) VALUES (?, ?, ?, ?)"),
-                                rows)
+                cur.executemany(
+                    self._sql(
+                        "INSERT INTO metrics (cell_id, name, value, unit) VALUES (?, ?, ?, ?)"
+                    ),
+                    rows,
+                )
 
     def add_metrics(self, cell_id: int, metrics: Iterable[tuple[str, float, str]]) -> None:
         with self.transaction() as cur:
             for n, v, u in metrics:
-                cur.execute(self._sql("DELETE FROM metrics WHERE cell_id = ? AND name = ?"), (cell_id, n))
-                cur.execute(self._sql("INSERT INTO metrics (cell_id, name, value, unit) VALUES (?, ?, ?, ?)"),
-                            (cell_id, n, float(v), u))
+                cur.execute(
+                    self._sql("DELETE FROM metrics WHERE cell_id = ? AND name = ?"), (cell_id, n)
+                )
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO metrics (cell_id, name, value, unit) VALUES (?, ?, ?, ?)"
+                    ),
+                    (cell_id, n, float(v), u),
+                )
 
     def cell_status(self, run_id: str) -> dict[str, str]:
         """cell key -> status for a run."""
-        return {r["cell_key"]: r["status"] for r in
-                self._query("SELECT cell_key, status FROM cells WHERE run_id = ?", (run_id,))}
+        return {
+            r["cell_key"]: r["status"]
+            for r in self._query("SELECT cell_key, status FROM cells WHERE run_id = ?", (run_id,))
+        }
 
     def cells(self, run_ids: Sequence[str]) -> list[dict[str, Any]]:
         if not run_ids:
             return []
         marks = ", ".join("?" for _ in run_ids)
-        rows = self._query(f"SELECT * FROM cells WHERE run_id IN ({marks}) ORDER BY id", list(run_ids))
+        rows = self._query(
+            f"SELECT * FROM cells WHERE run_id IN ({marks}) ORDER BY id", list(run_ids)
+        )
         for r in rows:
             r["export_spec"] = json.loads(r["export_spec"])
             r["details"] = json.loads(r["details"])
@@ -386,8 +498,10 @@ class Store:
         for chunk in _chunks(list(out), 500):
             marks = ", ".join("?" for _ in chunk)
             for r in self._query(
-                    f"SELECT cell_id, latency_ms FROM samples WHERE cell_id IN ({marks}) ORDER BY cell_id, iteration",
-                    chunk):
+                f"SELECT cell_id, latency_ms FROM samples WHERE cell_id IN ({marks}) ORDER BY "
+                "cell_id, iteration",
+                chunk,
+            ):
                 out[int(r["cell_id"])].append(float(r["latency_ms"]))
         return out
 
@@ -395,27 +509,40 @@ class Store:
         rows: list[dict[str, Any]] = []
         for chunk in _chunks([int(c) for c in cell_ids], 500):
             marks = ", ".join("?" for _ in chunk)
-            rows += self._query(f"SELECT cell_id, name, value, unit FROM metrics WHERE cell_id IN ({marks})", chunk)
+            rows += self._query(
+                f"SELECT cell_id, name, value, unit FROM metrics WHERE cell_id IN ({marks})", chunk
+            )
         return rows
 
     # -- remote jobs ----------------------------------------------------------------------
-    def put_job(self, run_id: str, cell_key: str, target: str, job_kind: str, job_id: str, status: str) -> None:
+    def put_job(
+        self, run_id: str, cell_key: str, target: str, job_kind: str, job_id: str, status: str
+    ) -> None:
         with self.transaction() as cur:
-            cur.execute(self._sql("DELETE FROM jobs WHERE run_id = ? AND cell_key = ? AND job_kind = ?"),
-                        (run_id, cell_key, job_kind))
-            cur.execute(self._sql(
-                "INSERT INTO jobs (run_id, cell_key, target, job_kind, job_id, status, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)"), (run_id, cell_key, target, job_kind, job_id, status, time.time()))
+            cur.execute(
+                self._sql("DELETE FROM jobs WHERE run_id = ? AND cell_key = ? AND job_kind = ?"),
+                (run_id, cell_key, job_kind),
+            )
+            cur.execute(
+                self._sql(
+                    "INSERT INTO jobs (run_id, cell_key, target, job_kind, job_id, status, "
+                    "created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+                ),
+                (run_id, cell_key, target, job_kind, job_id, status, time.time()),
+            )
 
     def get_job(self, run_id: str, cell_key: str, job_kind: str) -> dict[str, Any] | None:
-        rows = self._query("SELECT * FROM jobs WHERE run_id = ? AND cell_key = ? AND job_kind = ?",
-                           (run_id, cell_key, job_kind))
+        rows = self._query(
+            "SELECT * FROM jobs WHERE run_id = ? AND cell_key = ? AND job_kind = ?",
+            (run_id, cell_key, job_kind),
+        )
         return rows[0] if rows else None
 
 
 def _chunks(items: list[Any], n: int) -> Iterable[list[Any]]:
     for i in range(0, len(items), n):
-        yield items[i:i + n]
+        yield items[i : i + n]
 
 
 def _decode_run(row: dict[str, Any]) -> dict[str, Any]:
@@ -435,5 +562,8 @@ def open_store(url: str | Path | None = None) -> Store:
 
     url = str(url or os.environ.get("VITBENCH_STORE") or DEFAULT_STORE)
     if _SCHEME.match(url) and not url.startswith(("sqlite:", "postgresql://", "postgres://")):
-        raise StoreError(f"unsupported store URL {redact(url)}: use a file path, sqlite:///PATH or postgresql://...")
+        raise StoreError(
+            f"unsupported store URL {redact(url)}: use a file path, sqlite:///PATH or "
+            "postgresql://..."
+        )
     return Store(url)

@@ -1,7 +1,7 @@
 """The timing loop, in the standard library only.
 
 It runs in this process (benchmarks), in the host target's worker processes, and inside the
-profiling agent on remote hosts (targets/agent.py ships this file beside itself), so every
+profiling agent on remote hosts (targets/agent/bundle.py packs this file into agent.pyz), so every
 number vitbench reports comes from the same loop: warm up by count *and* by time, then
 measure until at least N iterations *and* at least S seconds have passed.
 """
@@ -69,5 +69,8 @@ def timed_loop(
             break
         if len(samples) >= settings.min_iterations and elapsed >= settings.min_seconds:
             break
-    return samples, {"warmup_iterations": warm, "warmup_seconds": warmup_s,
-                     "measure_seconds": clock() - begin}
+    return samples, {
+        "warmup_iterations": warm,
+        "warmup_seconds": warmup_s,
+        "measure_seconds": clock() - begin,
+    }

@@ -32,17 +32,21 @@ def task_loss(task: str):
     """Cross-entropy for multi-class and ordinal tasks; BCE for multi-label with NaN labels
     (U-Ignore) left out."""
     if task == "multilabel":
+
         def bce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             mask = ~torch.isnan(y)
             if not mask.any():
                 return logits.sum() * 0
             return F.binary_cross_entropy_with_logits(logits[mask], y[mask])
+
         return bce
     return F.cross_entropy
 
 
 def default_layer_map(student_depth: int, teacher_depth: int) -> list[int]:
-    return [max(0, round((i + 1) * teacher_depth / student_depth) - 1) for i in range(student_depth)]
+    return [
+        max(0, round((i + 1) * teacher_depth / student_depth) - 1) for i in range(student_depth)
+    ]
 
 
 def attention_kl(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
@@ -51,19 +55,35 @@ def attention_kl(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
     return (t * (t.log() - student.clamp_min(EPS).log())).sum(-1).mean()
 
 
-def logit_kd(teacher: torch.Tensor, student: torch.Tensor, temperature: float, multilabel: bool) -> torch.Tensor:
+def logit_kd(
+    teacher: torch.Tensor, student: torch.Tensor, temperature: float, multilabel: bool
+) -> torch.Tensor:
     t = temperature
     if multilabel:
         return F.binary_cross_entropy_with_logits(student / t, torch.sigmoid(teacher / t)) * t * t
-    return F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1),
-                    reduction="batchmean", log_target=True) * t * t
+    return (
+        F.kl_div(
+            F.log_softmax(student / t, -1),
+            F.log_softmax(teacher / t, -1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        * t
+        * t
+    )
 
 
 class DistillLoss:
     """Callable ``(student, x, y) -> loss`` for the training loop."""
 
-    def __init__(self, teacher: torch.nn.Module, task: str, settings: DistillSettings = DistillSettings(),
-                 layer_map: Sequence[int] | None = None, head_map: Sequence[Sequence[int]] | None = None):
+    def __init__(
+        self,
+        teacher: torch.nn.Module,
+        task: str,
+        settings: DistillSettings = DistillSettings(),
+        layer_map: Sequence[int] | None = None,
+        head_map: Sequence[Sequence[int]] | None = None,
+    ):
         self.teacher = teacher.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
@@ -83,21 +103,29 @@ class DistillLoss:
         s_logits, s_maps = s_out if want_attn else (s_out, None)
         loss = self.task_loss(s_logits, y)
         if s.kd_weight > 0:
-            loss = loss + s.kd_weight * logit_kd(t_logits, s_logits, s.temperature, self.task == "multilabel")
+            loss = loss + s.kd_weight * logit_kd(
+                t_logits, s_logits, s.temperature, self.task == "multilabel"
+            )
         if want_attn:
             loss = loss + s.attn_weight * self.attention_loss(t_maps, s_maps)
         return loss
 
-    def attention_loss(self, t_maps: Sequence[torch.Tensor], s_maps: Sequence[torch.Tensor]) -> torch.Tensor:
+    def attention_loss(
+        self, t_maps: Sequence[torch.Tensor], s_maps: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
         layer_map = self.layer_map or default_layer_map(len(s_maps), len(t_maps))
         if len(layer_map) != len(s_maps):
-            raise ValueError(f"layer map has {len(layer_map)} entries for {len(s_maps)} student blocks")
+            raise ValueError(
+                f"layer map has {len(layer_map)} entries for {len(s_maps)} student blocks"
+            )
         terms = []
         for i, sm in enumerate(s_maps):
             tm = t_maps[layer_map[i]]
             if tm.shape[-1] != sm.shape[-1]:
-                raise ValueError(f"attention alignment needs the same token count: teacher {tm.shape[-1]}, "
-                                 f"student {sm.shape[-1]} (same image and patch size)")
+                raise ValueError(
+                    f"attention alignment needs the same token count: teacher {tm.shape[-1]}, "
+                    f"student {sm.shape[-1]} (same image and patch size)"
+                )
             if self.head_map is not None:
                 tm = tm[:, self.head_map[i]]
             elif tm.shape[1] != sm.shape[1]:

@@ -54,14 +54,23 @@ def compute_importance(
         if neuron_method == "taylor":
             for i, block in enumerate(model.blocks):
                 fc1, fc2 = block.mlp.fc1, block.mlp.fc2
-                neurons[i] += ((fc1.weight * fc1.weight.grad).sum(1) + fc1.bias * fc1.bias.grad
-                               + (fc2.weight * fc2.weight.grad).sum(0)).detach().abs()
+                neurons[i] += (
+                    (
+                        (fc1.weight * fc1.weight.grad).sum(1)
+                        + fc1.bias * fc1.bias.grad
+                        + (fc2.weight * fc2.weight.grad).sum(0)
+                    )
+                    .detach()
+                    .abs()
+                )
             model.zero_grad(set_to_none=True)
     if seen == 0:
         raise ValueError("no batches to compute importance on")
     if neuron_method == "magnitude":
         for i, block in enumerate(model.blocks):
-            neurons[i] = (block.mlp.fc1.weight.detach().norm(dim=1) * block.mlp.fc2.weight.detach().norm(dim=0))
+            neurons[i] = block.mlp.fc1.weight.detach().norm(
+                dim=1
+            ) * block.mlp.fc2.weight.detach().norm(dim=0)
     model.zero_grad(set_to_none=True)
     model.train(was_training)
     return Importance(heads, neurons)
@@ -77,7 +86,9 @@ def select_keep(scores: Sequence[torch.Tensor], n_remove: int) -> list[list[int]
     across layers (each layer keeps at least one)."""
     norm = _normalised(scores)
     counts = [s.numel() for s in norm]
-    order = sorted(((float(v), layer, j) for layer, s in enumerate(norm) for j, v in enumerate(s.tolist())))
+    order = sorted(
+        ((float(v), layer, j) for layer, s in enumerate(norm) for j, v in enumerate(s.tolist()))
+    )
     removed: list[set[int]] = [set() for _ in norm]
     left = n_remove
     for _, layer, j in order:
@@ -86,18 +97,30 @@ def select_keep(scores: Sequence[torch.Tensor], n_remove: int) -> list[list[int]
         if counts[layer] - len(removed[layer]) > 1:
             removed[layer].add(j)
             left -= 1
-    return [[j for j in range(counts[layer]) if j not in removed[layer]] for layer in range(len(norm))]
+    return [
+        [j for j in range(counts[layer]) if j not in removed[layer]] for layer in range(len(norm))
+    ]
 
 
-def prune(model: VisionTransformer, keep_heads: Sequence[Sequence[int]] | None = None,
-          keep_neurons: Sequence[Sequence[int]] | None = None) -> VisionTransformer:
+def prune(
+    model: VisionTransformer,
+    keep_heads: Sequence[Sequence[int]] | None = None,
+    keep_neurons: Sequence[Sequence[int]] | None = None,
+) -> VisionTransformer:
     """A new model keeping heads ``keep_heads[i]`` and MLP neurons ``keep_neurons[i]`` of
     block i (None keeps all); its config records the new widths."""
     cfg = model.config
     depth = cfg.depth
-    keep_heads = [list(range(h)) for h in cfg.num_heads] if keep_heads is None else [sorted(k) for k in keep_heads]
-    keep_neurons = ([list(range(m)) for m in cfg.mlp_dims] if keep_neurons is None
-                    else [sorted(k) for k in keep_neurons])
+    keep_heads = (
+        [list(range(h)) for h in cfg.num_heads]
+        if keep_heads is None
+        else [sorted(k) for k in keep_heads]
+    )
+    keep_neurons = (
+        [list(range(m)) for m in cfg.mlp_dims]
+        if keep_neurons is None
+        else [sorted(k) for k in keep_neurons]
+    )
     if len(keep_heads) != depth or len(keep_neurons) != depth:
         raise ValueError(f"need one keep list per block ({depth})")
     for i in range(depth):
@@ -105,8 +128,9 @@ def prune(model: VisionTransformer, keep_heads: Sequence[Sequence[int]] | None =
             raise ValueError(f"block {i} must keep at least one head and one neuron")
         if max(keep_heads[i]) >= cfg.num_heads[i] or max(keep_neurons[i]) >= cfg.mlp_dims[i]:
             raise ValueError(f"block {i}: keep index out of range")
-    new_cfg = cfg.replace(num_heads=tuple(len(k) for k in keep_heads),
-                          mlp_dims=tuple(len(k) for k in keep_neurons))
+    new_cfg = cfg.replace(
+        num_heads=tuple(len(k) for k in keep_heads), mlp_dims=tuple(len(k) for k in keep_neurons)
+    )
     new = build_model(new_cfg, init=False)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     hd, inner_of = cfg.head_dim, cfg.num_heads
@@ -129,10 +153,12 @@ def prune(model: VisionTransformer, keep_heads: Sequence[Sequence[int]] | None =
 
 def params_after(cfg: ViTConfig, head_fraction: float, neuron_fraction: float) -> int:
     """Parameters left if each block keeps the given fractions of heads and neurons."""
-    return count_params(cfg.replace(
-        num_heads=tuple(max(1, round(h * head_fraction)) for h in cfg.num_heads),
-        mlp_dims=tuple(max(1, round(m * neuron_fraction)) for m in cfg.mlp_dims),
-    ))
+    return count_params(
+        cfg.replace(
+            num_heads=tuple(max(1, round(h * head_fraction)) for h in cfg.num_heads),
+            mlp_dims=tuple(max(1, round(m * neuron_fraction)) for m in cfg.mlp_dims),
+        )
+    )
 
 
 def min_params(cfg: ViTConfig) -> int:
@@ -140,8 +166,9 @@ def min_params(cfg: ViTConfig) -> int:
     return count_params(cfg.replace(num_heads=(1,) * cfg.depth, mlp_dims=(1,) * cfg.depth))
 
 
-def prune_to(model: VisionTransformer, importance: Importance, target_params: int
-             ) -> tuple[VisionTransformer, list[list[int]], list[list[int]]]:
+def prune_to(
+    model: VisionTransformer, importance: Importance, target_params: int
+) -> tuple[VisionTransformer, list[list[int]], list[list[int]]]:
     """Remove the least important heads and neurons, the same fraction of each kind, until
     the model has at most ``target_params`` parameters (or one of each per block is left).
     Returns the pruned model and the kept head and neuron indices per block."""

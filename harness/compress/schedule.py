@@ -20,8 +20,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from harness.compress.distill import DistillLoss, DistillSettings, task_loss
 from harness.compress.prune import compute_importance, min_params, prune_to
-from harness.compress.train import TrainSettings, fit, score, world
+from harness.compress.train import TrainSettings, fit, world
 from harness.errors import UserError
+from harness.inference import score
 from harness.model import count_params, load_checkpoint, save_checkpoint
 from harness.model.vit import VisionTransformer
 
@@ -45,8 +46,11 @@ class CompressSettings:
 
     def fingerprint(self, teacher: VisionTransformer) -> str:
         """Settings, teacher config and teacher weights: what a resumed run must share."""
-        h = hashlib.sha256(json.dumps({"settings": self.to_dict(), "teacher": teacher.config.to_dict()},
-                                      sort_keys=True).encode())
+        h = hashlib.sha256(
+            json.dumps(
+                {"settings": self.to_dict(), "teacher": teacher.config.to_dict()}, sort_keys=True
+            ).encode()
+        )
         for name, tensor in sorted(teacher.state_dict().items()):
             h.update(name.encode())
             h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -56,12 +60,16 @@ class CompressSettings:
 def check_target(teacher: VisionTransformer, target_params: int) -> None:
     n = count_params(teacher.config)
     if target_params >= n:
-        raise UserError(f"target of {target_params:,} parameters is not smaller than the teacher's {n:,}; "
-                        "give a smaller --target-params or a --keep-ratio below 1")
+        raise UserError(
+            f"target of {target_params:,} parameters is not smaller than the teacher's {n:,}; "
+            "give a smaller --target-params or a --keep-ratio below 1"
+        )
     floor = min_params(teacher.config)
     if target_params < floor:
-        raise UserError(f"target of {target_params:,} parameters is below what head and FFN pruning can reach "
-                        f"for this teacher ({floor:,}: one head and one neuron per block)")
+        raise UserError(
+            f"target of {target_params:,} parameters is below what head and FFN pruning can reach "
+            f"for this teacher ({floor:,}: one head and one neuron per block)"
+        )
 
 
 def _step_targets(start: int, target: int, steps: int) -> list[int]:
@@ -93,15 +101,21 @@ def compress(
     teacher = teacher.eval()
     task = teacher.config.task
     fingerprint = settings.fingerprint(teacher)
-    state = {"fingerprint": fingerprint, "done": 0, "head_map": [list(range(h)) for h in teacher.config.num_heads],
-             "history": []}
+    state = {
+        "fingerprint": fingerprint,
+        "done": 0,
+        "head_map": [list(range(h)) for h in teacher.config.num_heads],
+        "history": [],
+    }
     state_path = work / STATE_FILE
     student = teacher
     if state_path.is_file():
         saved = json.loads(state_path.read_text())
         if saved.get("fingerprint") != fingerprint:
-            raise UserError(f"{work} holds a compression run with other settings or another teacher; "
-                            "use a new --work-dir or delete it")
+            raise UserError(
+                f"{work} holds a compression run with other settings or another teacher; "
+                "use a new --work-dir or delete it"
+            )
         state = saved
         if state["done"] > 0:
             student = load_checkpoint(work / f"step-{state['done']}")
@@ -115,17 +129,39 @@ def compress(
         batches = [b for _, b in zip(range(settings.importance_batches), loader, strict=False)]
         importance = compute_importance(student, batches, imp_loss, settings.neuron_importance)
         student, keep_heads, _ = prune_to(student, importance, targets[k - 1])
-        state["head_map"] = [[state["head_map"][i][j] for j in kh] for i, kh in enumerate(keep_heads)]
+        state["head_map"] = [
+            [state["head_map"][i][j] for j in kh] for i, kh in enumerate(keep_heads)
+        ]
         n = count_params(student.config)
-        say(f"step {k}/{settings.steps}: pruned to {n:,} parameters, heads {list(student.config.num_heads)}, "
-            f"MLP {list(student.config.mlp_dims)}")
+        say(
+            f"step {k}/{settings.steps}: pruned to {n:,} parameters, heads "
+            f"{list(student.config.num_heads)}, "
+            f"MLP {list(student.config.mlp_dims)}"
+        )
         epochs = settings.epochs_per_step + (settings.final_epochs if k == settings.steps else 0)
-        train_settings = TrainSettings(**{**settings.train.to_dict(), "epochs": epochs, "seed": settings.train.seed + k})
-        student = fit(student, train, train_settings, _loss_for(teacher, task, settings, state["head_map"]),
-                      val=val, metric=metric, task=task, progress=lambda m, k=k: say(f"  step {k}: {m}"))
+        train_settings = TrainSettings(
+            **{**settings.train.to_dict(), "epochs": epochs, "seed": settings.train.seed + k}
+        )
+        student = fit(
+            student,
+            train,
+            train_settings,
+            _loss_for(teacher, task, settings, state["head_map"]),
+            val=val,
+            metric=metric,
+            task=task,
+            progress=lambda m, k=k: say(f"  step {k}: {m}"),
+        )
         val_result = score(student, val, metric, n_boot=0)
-        state["history"].append({"step": k, "params": n, "num_heads": list(student.config.num_heads),
-                                 "mlp_dims": list(student.config.mlp_dims), f"val_{metric}": val_result.value})
+        state["history"].append(
+            {
+                "step": k,
+                "params": n,
+                "num_heads": list(student.config.num_heads),
+                "mlp_dims": list(student.config.mlp_dims),
+                f"val_{metric}": val_result.value,
+            }
+        )
         state["done"] = k
         if rank == 0:
             save_checkpoint(student, work / f"step-{k}")

@@ -13,15 +13,14 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
-from harness import metrics
 from harness.compress.distill import task_loss
-from harness.data import Dataset
+from harness.inference import score
 
 LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -41,41 +40,6 @@ class TrainSettings:
         return asdict(self)
 
 
-# Preprocess everything up front below this many bytes of model input; decode per item above.
-IN_MEMORY_BYTES = 2 << 30
-
-
-class ModelInputs(torch.utils.data.Dataset):
-    """A data set split as (model input, label) pairs through :func:`harness.data.preprocess`.
-
-    Small sets (MedMNIST, a few thousand images) are preprocessed once and held in memory;
-    large ones (CheXpert) decode and preprocess each image when it is read. An image that
-    cannot be decoded then fails with its path.
-    """
-
-    def __init__(self, ds: Dataset, img_size: int, in_chans: int):
-        self.ds, self.img_size, self.in_chans = ds, img_size, in_chans
-        self.labels = ds.labels.astype(np.float32) if ds.task == "multilabel" else ds.labels.astype(np.int64)
-        self._y = torch.from_numpy(self.labels)
-        self._x: torch.Tensor | None = None
-        if len(ds) * in_chans * img_size * img_size * 4 <= IN_MEMORY_BYTES:
-            self._x = torch.from_numpy(ds.inputs(img_size, in_chans))
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._x is not None:
-            return self._x[i], self._y[i]
-        x = self.ds.subset([i]).inputs(self.img_size, self.in_chans)[0]
-        return torch.from_numpy(x), self._y[i]
-
-
-def tensors(ds: Dataset, img_size: int, in_chans: int) -> ModelInputs:
-    """The split as model-ready (input, label) pairs for training and scoring."""
-    return ModelInputs(ds, img_size, in_chans)
-
-
 def random_shift(x: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
     if shift <= 0:
         return x
@@ -83,7 +47,7 @@ def random_shift(x: torch.Tensor, shift: int, generator: torch.Generator) -> tor
     padded = F.pad(x, (shift, shift, shift, shift), mode="replicate")
     dy = torch.randint(0, 2 * shift + 1, (b,), generator=generator)
     dx = torch.randint(0, 2 * shift + 1, (b,), generator=generator)
-    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
+    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
 
 
 def device_for() -> torch.device:
@@ -105,33 +69,87 @@ def world() -> tuple[int, int]:
     return dist.get_rank(), size
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, data: torch.utils.data.Dataset | torch.Tensor | np.ndarray,
-            batch_size: int = 256) -> np.ndarray:
-    """Model outputs (logits) in order, for model-ready inputs or (input, label) pairs."""
-    model.eval()
-    dev = next(model.parameters()).device
-    if isinstance(data, (torch.Tensor, np.ndarray)):
-        x = torch.as_tensor(data)
-        batches = (x[i:i + batch_size] for i in range(0, len(x), batch_size))
-    else:
-        batches = (b[0] for b in DataLoader(data, batch_size=batch_size, shuffle=False))
-    out = [model(b.to(dev)).float().cpu() for b in batches]
-    return torch.cat(out).numpy()
+def _loader(
+    train: torch.utils.data.Dataset,
+    settings: TrainSettings,
+    rank: int,
+    size: int,
+    g: torch.Generator,
+) -> tuple[DataLoader, Any]:
+    """Shuffled batches of ``train``; under torchrun each rank reads its own share."""
+    sampler = None
+    if size > 1:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(
+            train, num_replicas=size, rank=rank, shuffle=True, seed=settings.seed
+        )
+    loader = DataLoader(
+        train,
+        batch_size=settings.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=g if sampler is None else None,
+        drop_last=len(train) > settings.batch_size,
+    )
+    return loader, sampler
 
 
-def labels_of(data: torch.utils.data.Dataset) -> np.ndarray:
-    if isinstance(data, ModelInputs):
-        return data.labels
-    if isinstance(data, TensorDataset):
-        return data.tensors[1].numpy()
-    return np.stack([np.asarray(data[i][1]) for i in range(len(data))])
+def _optimiser(model: torch.nn.Module, settings: TrainSettings, total: int, warmup: int):
+    """AdamW with a linear warm-up, then cosine decay to zero at ``total`` steps."""
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: (
+            (s + 1) / (warmup + 1)
+            if s < warmup
+            else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup)))
+        ),
+    )
+    return opt, sched
 
 
-def score(model: torch.nn.Module, data: torch.utils.data.Dataset, metric: str,
-          n_boot: int = 1000) -> metrics.MetricResult:
-    """Metric ``metric`` of ``model`` on (input, label) pairs, with its bootstrap interval."""
-    return metrics.evaluate(metric, labels_of(data), predict(model, data), n_boot=n_boot)
+def _wrap(model: torch.nn.Module, dev: torch.device, size: int) -> torch.nn.Module:
+    if size <= 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+
+def _epoch(
+    net: torch.nn.Module,
+    loader: DataLoader,
+    loss_fn: LossFn,
+    optimiser: tuple[Any, Any],
+    shift: int,
+    g: torch.Generator,
+    dev: torch.device,
+    step: int,
+    total: int,
+) -> tuple[float, int]:
+    """One pass over ``loader`` (stopping at ``total`` steps): the summed loss and the step
+    count after it."""
+    opt, sched = optimiser
+    net.train()
+    running = 0.0
+    for x, y in loader:
+        x, y = random_shift(x, shift, g).to(dev), y.to(dev)
+        loss = loss_fn(net, x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        running += float(loss.detach())
+        step += 1
+        if step >= total:
+            break
+    return running, step
 
 
 def fit(
@@ -151,53 +169,31 @@ def fit(
     model.to(dev)
     if loss_fn is None:
         base = task_loss(task)
+
         def loss_fn(m, x, y):
             return base(m(x), y)
-    teacher = getattr(loss_fn, "teacher", None)
+
+    teacher = getattr(loss_fn, "teacher", None)  # a DistillLoss carries its teacher
     if teacher is not None:
         teacher.to(dev)
-    net: torch.nn.Module = model
-    if size > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    net = _wrap(model, dev, size)
     g = torch.Generator().manual_seed(settings.seed + rank)
-    sampler = None
-    if size > 1:
-        from torch.utils.data.distributed import DistributedSampler
-
-        sampler = DistributedSampler(train, num_replicas=size, rank=rank, shuffle=True, seed=settings.seed)
-    loader = DataLoader(train, batch_size=settings.batch_size, shuffle=sampler is None, sampler=sampler,
-                        generator=g if sampler is None else None, drop_last=len(train) > settings.batch_size)
+    loader, sampler = _loader(train, settings, rank, size, g)
     steps_per_epoch = max(1, len(loader))
     total = steps_per_epoch * settings.epochs
     if settings.max_steps is not None:
         total = min(total, settings.max_steps)
-    warmup = min(total // 2, int(settings.warmup_epochs * steps_per_epoch))
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr,
-                            weight_decay=settings.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / (warmup + 1) if s < warmup
-        else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup))))
+    opt, sched = _optimiser(
+        model, settings, total, min(total // 2, int(settings.warmup_epochs * steps_per_epoch))
+    )
     best, best_state = -math.inf, None
     step = 0
     for epoch in range(settings.epochs):
         if sampler is not None:
             sampler.set_epoch(epoch)
-        net.train()
-        running = 0.0
-        for x, y in loader:
-            x, y = random_shift(x, settings.shift, g).to(dev), y.to(dev)
-            loss = loss_fn(net, x, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            running += float(loss.detach())
-            step += 1
-            if step >= total:
-                break
+        running, step = _epoch(
+            net, loader, loss_fn, (opt, sched), settings.shift, g, dev, step, total
+        )
         msg = f"epoch {epoch + 1}/{settings.epochs} loss {running / steps_per_epoch:.4f}"
         if val is not None and metric is not None:  # on every rank: all keep the same best epoch
             result = score(model, val, metric, n_boot=0)

@@ -60,5 +60,17 @@ def load_dataset(spec: str | Path, split: str = "test", **options: Any) -> Datas
     return READERS[layout](path, split, **options)
 
 
-__all__ = ["MEAN", "READERS", "SPLITS", "STD", "DataError", "Dataset", "detect_layout", "load_dataset",
-           "parse_spec", "preprocess", "read_image", "stratified_split"]
+__all__ = [
+    "MEAN",
+    "READERS",
+    "SPLITS",
+    "STD",
+    "DataError",
+    "Dataset",
+    "detect_layout",
+    "load_dataset",
+    "parse_spec",
+    "preprocess",
+    "read_image",
+    "stratified_split",
+]

@@ -58,7 +58,9 @@ class Dataset:
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> Dataset:
         idx = np.asarray(indices, dtype=np.int64)
-        items = self.items[idx] if isinstance(self.items, np.ndarray) else [self.items[i] for i in idx]
+        items = (
+            self.items[idx] if isinstance(self.items, np.ndarray) else [self.items[i] for i in idx]
+        )
         return replace(self, labels=self.labels[idx], items=items)
 
     def images(self) -> list[np.ndarray]:
@@ -74,7 +76,9 @@ class Dataset:
                 bad.append(f"{item} ({type(exc).__name__})")
         if bad:
             listed = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-            raise DataError(f"{self.layout} {self.split}: {len(bad)} image(s) missing or unreadable: {listed}")
+            raise DataError(
+                f"{self.layout} {self.split}: {len(bad)} image(s) missing or unreadable: {listed}"
+            )
         return out
 
     def inputs(self, img_size: int, in_chans: int) -> np.ndarray:
@@ -86,12 +90,14 @@ class Dataset:
         if config.num_classes != self.num_classes:
             raise DataError(
                 f"{self.layout} data set at {self.root} has {self.num_classes} classes "
-                f"({', '.join(self.classes)}) but the model's head has {config.num_classes} outputs; "
+                f"({', '.join(self.classes)}) but the model's head has {config.num_classes} "
+                "outputs; "
                 f"use a model with --num-classes {self.num_classes}"
             )
         if (config.task == "multilabel") != (self.task == "multilabel"):
             raise DataError(
-                f"{self.layout} data set at {self.root} is a {self.task} task but the model was built for "
+                f"{self.layout} data set at {self.root} is a {self.task} task but the model was "
+                "built for "
                 f"a {config.task} task; build or train the model with task {self.task!r}"
             )
 
@@ -126,7 +132,9 @@ def _to_channels(img: np.ndarray, in_chans: int) -> np.ndarray:
             return grey[:, :, None]
         return np.repeat(grey[:, :, None], in_chans, axis=2)
     if a.ndim != 3 or a.shape[2] != 3:
-        raise DataError(f"cannot use an image of shape {a.shape}; expected H x W grey or H x W x 3 colour")
+        raise DataError(
+            f"cannot use an image of shape {a.shape}; expected H x W grey or H x W x 3 colour"
+        )
     if in_chans == 3:
         return a
     # ITU-R 601-2 luma, as PIL's convert("L")
@@ -140,19 +148,24 @@ def _resize(a: np.ndarray, size: int) -> np.ndarray:
         return a
     from PIL import Image
 
-    chans = [Image.fromarray(np.ascontiguousarray(a[:, :, c])).resize((size, size), Image.BILINEAR)
-             for c in range(a.shape[2])]
+    chans = [
+        Image.fromarray(np.ascontiguousarray(a[:, :, c])).resize((size, size), Image.BILINEAR)
+        for c in range(a.shape[2])
+    ]
     return np.stack([np.asarray(c) for c in chans], axis=2)
 
 
-def preprocess(images: Sequence[np.ndarray] | np.ndarray, img_size: int, in_chans: int) -> np.ndarray:
+def preprocess(
+    images: Sequence[np.ndarray] | np.ndarray, img_size: int, in_chans: int
+) -> np.ndarray:
     """Model input from decoded images: float32 (N, in_chans, img_size, img_size).
 
     Each image (uint8; H x W grey, or H x W x 3 colour) is converted to ``in_chans`` channels
     (grey is repeated for a colour model; colour becomes ITU-R 601 luma for a grey model),
     resized to ``img_size`` x ``img_size`` (bilinear, no crop), scaled to [0, 1] and
     normalised with :data:`MEAN` / :data:`STD` for that channel count. A float image is taken
-    as in [0, 1] (or [0, 255] when its maximum exceeds 1). Pass ``model.config.img_size`` and ``model.config.in_chans``.
+    as in [0, 1] (or [0, 255] when its maximum exceeds 1). Pass ``model.config.img_size`` and
+    ``model.config.in_chans``.
     """
     if in_chans < 1:
         raise DataError(f"in_chans must be positive, got {in_chans}")
@@ -172,7 +185,9 @@ def preprocess(images: Sequence[np.ndarray] | np.ndarray, img_size: int, in_chan
     return (out - mean) / std
 
 
-def stratified_split(labels: np.ndarray, split: str, fractions=(0.7, 0.15, 0.15), seed: int = 0) -> np.ndarray:
+def stratified_split(
+    labels: np.ndarray, split: str, fractions=(0.7, 0.15, 0.15), seed: int = 0
+) -> np.ndarray:
     """Indices of ``split`` in a deterministic stratified split (same on every machine):
     per class (the first positive label for multi-label rows), the sorted indices are shuffled
     with a fixed seed and cut by ``fractions`` (train, val, test)."""
@@ -189,13 +204,16 @@ def stratified_split(labels: np.ndarray, split: str, fractions=(0.7, 0.15, 0.15)
         n_train = int(round(fractions[0] * idx.size))
         n_val = int(round(fractions[1] * idx.size))
         bounds = [0, n_train, n_train + n_val, idx.size]
-        chosen.append(idx[bounds[which]:bounds[which + 1]])
+        chosen.append(idx[bounds[which] : bounds[which + 1]])
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
 
 
 def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
 def listing(path: Path, limit: int = 8) -> str:
@@ -206,4 +224,6 @@ def listing(path: Path, limit: int = 8) -> str:
         return "nothing readable"
     if not names:
         return "an empty folder"
-    return ", ".join(names[:limit]) + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
+    return ", ".join(names[:limit]) + (
+        f" (and {len(names) - limit} more)" if len(names) > limit else ""
+    )

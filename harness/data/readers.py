@@ -26,6 +26,7 @@ from harness.metrics import metric_for
 
 # -- helpers ---------------------------------------------------------------------------------
 
+
 def _read_csv(path: Path, required: list[str], layout: str) -> list[dict[str, str]]:
     try:
         with open(path, newline="") as fh:
@@ -37,7 +38,9 @@ def _read_csv(path: Path, required: list[str], layout: str) -> list[dict[str, st
                     f"{path}: not the {layout} layout: column(s) {', '.join(missing)} missing; "
                     f"found columns {', '.join(header) or 'none'}"
                 )
-            return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+            return [
+                {(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader
+            ]
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
 
@@ -45,8 +48,12 @@ def _read_csv(path: Path, required: list[str], layout: str) -> list[dict[str, st
 def _check_files(paths: list[Path], layout: str, split: str) -> None:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        listed = "; ".join(missing[:5]) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise DataError(f"{layout} {split}: {len(missing)} image file(s) listed but missing: {listed}")
+        listed = "; ".join(missing[:5]) + (
+            f"; and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise DataError(
+            f"{layout} {split}: {len(missing)} image file(s) listed but missing: {listed}"
+        )
 
 
 def _check_split(split: str) -> None:
@@ -67,8 +74,13 @@ def _chexpert_root(root: Path) -> Path:
     return root
 
 
-def read_chexpert(root: Path, split: str, uncertain: str = "ones", frontal_only: bool = False,
-                  val_fraction: float = 0.1) -> Dataset:
+def read_chexpert(
+    root: Path,
+    split: str,
+    uncertain: str = "ones",
+    frontal_only: bool = False,
+    val_fraction: float = 0.1,
+) -> Dataset:
     """CheXpert-v1.0-small: ``train.csv`` and ``valid.csv`` (Path, Sex, Age, Frontal/Lateral,
     AP/PA, then the 14 observations), image paths starting with ``CheXpert-v1.0-small/``.
 
@@ -80,12 +92,17 @@ def read_chexpert(root: Path, split: str, uncertain: str = "ones", frontal_only:
     _check_split(split)
     policy = uncertain.lower().removeprefix("u-")
     if policy not in UNCERTAIN_POLICIES:
-        raise DataError(f"unknown uncertain-label policy {uncertain!r}; use one of U-Ones, U-Zeros, U-Ignore")
+        raise DataError(
+            f"unknown uncertain-label policy {uncertain!r}; use one of U-Ones, U-Zeros, U-Ignore"
+        )
     root = _chexpert_root(root)
     need = ["train.csv", "valid.csv"]
     if not all((root / n).is_file() for n in need):
-        raise DataError(f"{root}: expected the CheXpert-v1.0-small layout (train.csv, valid.csv, train/, valid/); "
-                        f"found {listing(root)}")
+        raise DataError(
+            f"{root}: expected the CheXpert-v1.0-small layout (train.csv, valid.csv, train/, "
+            "valid/); "
+            f"found {listing(root)}"
+        )
     csv_name = "valid.csv" if split == "test" else "train.csv"
     rows = _read_csv(root / csv_name, ["Path", "Frontal/Lateral", *CHEXPERT_LABELS], "CheXpert")
     if frontal_only:
@@ -95,14 +112,18 @@ def read_chexpert(root: Path, split: str, uncertain: str = "ones", frontal_only:
         rng = np.random.Generator(np.random.PCG64(0))
         n_val = max(1, int(round(val_fraction * len(patients)))) if len(patients) > 1 else 0
         val_patients = {patients[i] for i in rng.permutation(len(patients))[:n_val]}
-        rows = [r for r in rows if (_chexpert_patient(r["Path"]) in val_patients) == (split == "val")]
+        rows = [
+            r for r in rows if (_chexpert_patient(r["Path"]) in val_patients) == (split == "val")
+        ]
     labels = np.zeros((len(rows), len(CHEXPERT_LABELS)), dtype=np.float32)
     for i, r in enumerate(rows):
         for j, name in enumerate(CHEXPERT_LABELS):
             labels[i, j] = _chexpert_value(r[name], policy, root / csv_name, name)
     paths = [_chexpert_path(root, r["Path"]) for r in rows]
     _check_files(paths, "CheXpert", split)
-    return Dataset("chexpert", root, split, "multilabel", "mean_auc", CHEXPERT_LABELS, labels, paths)
+    return Dataset(
+        "chexpert", root, split, "multilabel", "mean_auc", CHEXPERT_LABELS, labels, paths
+    )
 
 
 def _chexpert_patient(path: str) -> str:
@@ -123,11 +144,15 @@ def _chexpert_value(value: str, policy: str, source: Path, column: str) -> float
     try:
         v = float(value)
     except ValueError:
-        raise DataError(f"{source}: column {column!r} has {value!r}; expected 1.0, 0.0, -1.0 or blank") from None
+        raise DataError(
+            f"{source}: column {column!r} has {value!r}; expected 1.0, 0.0, -1.0 or blank"
+        ) from None
     if v == -1.0:
         return {"ones": 1.0, "zeros": 0.0, "ignore": float("nan")}[policy]
     if v not in (0.0, 1.0):
-        raise DataError(f"{source}: column {column!r} has {value!r}; expected 1.0, 0.0, -1.0 or blank")
+        raise DataError(
+            f"{source}: column {column!r} has {value!r}; expected 1.0, 0.0, -1.0 or blank"
+        )
     return v
 
 
@@ -142,12 +167,18 @@ def read_aptos(root: Path, split: str) -> Dataset:
     (``test.csv`` has no labels, so all three splits come from ``train.csv``.)"""
     _check_split(split)
     if not ((root / "train.csv").is_file() and (root / "train_images").is_dir()):
-        raise DataError(f"{root}: expected the APTOS 2019 layout (train.csv, train_images/); found {listing(root)}")
+        raise DataError(
+            f"{root}: expected the APTOS 2019 layout (train.csv, train_images/); found "
+            f"{listing(root)}"
+        )
     rows = _read_csv(root / "train.csv", ["id_code", "diagnosis"], "APTOS 2019")
     labels = np.zeros(len(rows), dtype=np.int64)
     for i, r in enumerate(rows):
         if r["diagnosis"] not in ("0", "1", "2", "3", "4"):
-            raise DataError(f"{root / 'train.csv'}: row {i + 2} has diagnosis {r['diagnosis']!r}; expected a grade 0-4")
+            raise DataError(
+                f"{root / 'train.csv'}: row {i + 2} has diagnosis {r['diagnosis']!r}; expected a "
+                "grade 0-4"
+            )
         labels[i] = int(r["diagnosis"])
     paths = [root / "train_images" / f"{r['id_code']}.png" for r in rows]
     idx = stratified_split(labels, split)
@@ -169,7 +200,10 @@ def read_isic2019(root: Path, split: str) -> Dataset:
     is dropped: 8 classes, scored by balanced accuracy."""
     _check_split(split)
     if not (root / ISIC_CSV).is_file():
-        raise DataError(f"{root}: expected the ISIC 2019 layout ({ISIC_CSV}, {ISIC_IMAGES}/); found {listing(root)}")
+        raise DataError(
+            f"{root}: expected the ISIC 2019 layout ({ISIC_CSV}, {ISIC_IMAGES}/); found "
+            f"{listing(root)}"
+        )
     images = root / ISIC_IMAGES
     if (images / ISIC_IMAGES).is_dir():  # the Kaggle copy nests it twice
         images = images / ISIC_IMAGES
@@ -179,16 +213,22 @@ def read_isic2019(root: Path, split: str) -> Dataset:
         try:
             onehot = [float(r[c]) for c in ISIC_CLASSES]
         except ValueError:
-            raise DataError(f"{root / ISIC_CSV}: row {i + 2} ({r['image']}) is not one-hot numbers") from None
+            raise DataError(
+                f"{root / ISIC_CSV}: row {i + 2} ({r['image']}) is not one-hot numbers"
+            ) from None
         if r.get("UNK", "0") not in ("", "0", "0.0") or sum(onehot) != 1.0:
-            raise DataError(f"{root / ISIC_CSV}: row {i + 2} ({r['image']}) is not exactly one of "
-                            f"{', '.join(ISIC_CLASSES)} (UNK rows cannot be trained on)")
+            raise DataError(
+                f"{root / ISIC_CSV}: row {i + 2} ({r['image']}) is not exactly one of "
+                f"{', '.join(ISIC_CLASSES)} (UNK rows cannot be trained on)"
+            )
         labels[i] = int(np.argmax(onehot))
     paths = [images / f"{r['image']}.jpg" for r in rows]
     idx = stratified_split(labels, split)
     paths = [paths[i] for i in idx]
     _check_files(paths, "ISIC 2019", split)
-    return Dataset("isic2019", root, split, "multiclass", "balanced_accuracy", ISIC_CLASSES, labels[idx], paths)
+    return Dataset(
+        "isic2019", root, split, "multiclass", "balanced_accuracy", ISIC_CLASSES, labels[idx], paths
+    )
 
 
 # -- BUSI -----------------------------------------------------------------------------------------
@@ -207,8 +247,10 @@ def read_busi(root: Path, split: str) -> Dataset:
         root = root / BUSI_DIR
     missing = [c for c in BUSI_CLASSES if not (root / c).is_dir()]
     if missing:
-        raise DataError(f"{root}: expected the BUSI layout ({BUSI_DIR}/ with benign/, malignant/, normal/); "
-                        f"found {listing(root)}")
+        raise DataError(
+            f"{root}: expected the BUSI layout ({BUSI_DIR}/ with benign/, malignant/, normal/); "
+            f"found {listing(root)}"
+        )
     paths, labels = [], []
     for k, cls in enumerate(BUSI_CLASSES):
         for p in image_files(root / cls):
@@ -217,10 +259,13 @@ def read_busi(root: Path, split: str) -> Dataset:
                 labels.append(k)
     y = np.asarray(labels, dtype=np.int64)
     idx = stratified_split(y, split)
-    return Dataset("busi", root, split, "multiclass", "accuracy", BUSI_CLASSES, y[idx], [paths[i] for i in idx])
+    return Dataset(
+        "busi", root, split, "multiclass", "accuracy", BUSI_CLASSES, y[idx], [paths[i] for i in idx]
+    )
 
 
 # -- MedMNIST .npz --------------------------------------------------------------------------------
+
 
 def read_medmnist(path: Path, split: str, task: str | None = None) -> Dataset:
     """A MedMNIST ``.npz``: ``{train,val,test}_images`` (N, H, W) or (N, H, W, 3) uint8 and
@@ -235,13 +280,18 @@ def read_medmnist(path: Path, split: str, task: str | None = None) -> Dataset:
         keys = sorted(npz.files)
         need = [f"{split}_images", f"{split}_labels"]
         if not all(k in keys for k in need):
-            raise DataError(f"{path}: expected the MedMNIST layout ({', '.join(need)}); found keys {', '.join(keys) or 'none'}")
+            raise DataError(
+                f"{path}: expected the MedMNIST layout ({', '.join(need)}); found keys "
+                f"{', '.join(keys) or 'none'}"
+            )
         images = npz[f"{split}_images"]
         raw = npz[f"{split}_labels"]
         all_labels = [npz[k] for k in keys if k.endswith("_labels")]
     if images.ndim not in (3, 4) or images.shape[0] != raw.shape[0]:
-        raise DataError(f"{path}: {split}_images has shape {images.shape} and {split}_labels {raw.shape}; "
-                        "expected (N, H, W[, 3]) images and N labels")
+        raise DataError(
+            f"{path}: {split}_images has shape {images.shape} and {split}_labels {raw.shape}; "
+            "expected (N, H, W[, 3]) images and N labels"
+        )
     if raw.ndim == 2 and raw.shape[1] > 1:
         kind = "multilabel"
         metric = metric_for(kind, raw.shape[1])
@@ -258,6 +308,7 @@ def read_medmnist(path: Path, split: str, task: str | None = None) -> Dataset:
 
 # -- class-per-folder -----------------------------------------------------------------------------
 
+
 def read_folder(root: Path, split: str) -> Dataset:
     """``root/<class>/<image>`` (split 70/15/15 here) or ``root/{train,val,test}/<class>/<image>``.
     Classes are the sub-folder names in sorted order; two classes are scored by AUC, more by
@@ -268,10 +319,14 @@ def read_folder(root: Path, split: str) -> Dataset:
     if presplit and not base.is_dir():
         raise DataError(f"{root}: has train/ but no {split}/ folder")
     class_root = root / "train" if presplit else root
-    classes = sorted(p.name for p in class_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(
+        p.name for p in class_root.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
     if len(classes) < 2:
-        raise DataError(f"{root}: expected a class-per-folder layout (one sub-folder of images per class, "
-                        f"at least two); found {listing(root)}")
+        raise DataError(
+            f"{root}: expected a class-per-folder layout (one sub-folder of images per class, "
+            f"at least two); found {listing(root)}"
+        )
     paths, labels = [], []
     for k, cls in enumerate(classes):
         folder = base / cls
@@ -286,7 +341,16 @@ def read_folder(root: Path, split: str) -> Dataset:
     if not presplit:
         idx = stratified_split(y, split)
         paths, y = [paths[i] for i in idx], y[idx]
-    return Dataset("folder", root, split, "multiclass", metric_for("multiclass", len(classes)), tuple(classes), y, paths)
+    return Dataset(
+        "folder",
+        root,
+        split,
+        "multiclass",
+        metric_for("multiclass", len(classes)),
+        tuple(classes),
+        y,
+        paths,
+    )
 
 
 READERS = {
@@ -304,8 +368,12 @@ def detect_layout(path: Path) -> str:
     if path.is_file():
         if path.suffix == ".npz":
             return "medmnist"
-        raise DataError(f"{path}: a file that is not a MedMNIST .npz; give a data set folder or a .npz")
-    if (_chexpert_root(path) / "train.csv").is_file() and (_chexpert_root(path) / "valid.csv").is_file():
+        raise DataError(
+            f"{path}: a file that is not a MedMNIST .npz; give a data set folder or a .npz"
+        )
+    if (_chexpert_root(path) / "train.csv").is_file() and (
+        _chexpert_root(path) / "valid.csv"
+    ).is_file():
         return "chexpert"
     if (path / "train.csv").is_file() and (path / "train_images").is_dir():
         return "aptos2019"

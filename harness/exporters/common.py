@@ -6,49 +6,27 @@ torch is imported inside the functions, so ``harness.exporters.*`` modules impor
 
 from __future__ import annotations
 
-import importlib.metadata
 import re
 from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from harness.artifact import input_shape
 from harness.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from harness.artifacts import ExportSpec
+    from harness.artifact import ExportSpec
 
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "logits"
-TOOLS = ("torch", "executorch", "coremltools", "onnx", "onnxscript", "onnxruntime", "torchao")
 
 
 class LoweringError(UserError):
     """A model that an exporter cannot lower (an operator it does not support)."""
 
-
-def tool_versions(names: Iterable[str] = TOOLS) -> dict[str, str | None]:
-    """Installed versions (from package metadata: nothing is imported)."""
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def input_shape(model: Any, spec: ExportSpec) -> tuple[int, int, int, int]:
-    """(batch, channels, height, width) the artifact takes: from the model's config, or
-    ``spec.options["input_shape"]`` (C, H, W) for a model without one."""
-    cfg = getattr(model, "config", None)
-    if cfg is not None and hasattr(cfg, "img_size"):
-        return (spec.batch_size, cfg.in_chans, cfg.img_size, cfg.img_size)
-    shape = spec.options.get("input_shape")
-    if not shape or len(shape) != 3:
-        raise UserError("the model has no config; pass the input shape as options input_shape=[C, H, W]")
-    return (spec.batch_size, *(int(s) for s in shape))
+    kind = "model"
 
 
 def example_input(model: Any, spec: ExportSpec) -> torch.Tensor:
@@ -78,7 +56,9 @@ _OP_PATTERNS = (
     re.compile(r"OpOverload\(op='([^']+)'"),  # torch.onnx: No ONNX function found for ...
     re.compile(r"target=torch\.ops\.([A-Za-z0-9_]+\.[A-Za-z0-9_]+)"),
     re.compile(r"Unsupported fx node ([A-Za-z0-9_.]+)"),  # coremltools
-    re.compile(r"\bop ['\"]([^'\"]+)['\"]"),  # coremltools: convert function for op 'x' not implemented
+    re.compile(
+        r"\bop ['\"]([^'\"]+)['\"]"
+    ),  # coremltools: convert function for op 'x' not implemented
     re.compile(r"\b(aten\.[A-Za-z0-9_]+)"),
     re.compile(r"\b(aten::[A-Za-z0-9_]+)"),
 )
@@ -109,8 +89,9 @@ def lowering_error(what: str, exc: BaseException) -> LoweringError:
         cause = cause.__cause__
     op = operator_in(text)
     if op:
-        return LoweringError(f"{what} cannot lower this model: operator {op} is not supported "
-                             f"({type(exc).__name__})")
+        return LoweringError(
+            f"{what} cannot lower this model: operator {op} is not supported ({type(exc).__name__})"
+        )
     return LoweringError(f"{what} cannot lower this model: {type(exc).__name__}: {first_line(exc)}")
 
 

@@ -12,10 +12,9 @@ import platform
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from harness.artifacts import Artifact, ExportSpec
+from harness.artifact import Artifact, ExportSpec
 from harness.errors import UserError
+from harness.exporters import Exporter
 from harness.exporters.common import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -23,10 +22,8 @@ from harness.exporters.common import (
     histogram,
     io_description,
     lowering_error,
-    tool_versions,
 )
 from harness.exporters.executorch import coreml_unavailable
-from harness.parity import NotRunnableHere
 
 MODEL_FILE = "model.mlpackage"
 PRECISIONS = ("fp16", "fp32")
@@ -34,33 +31,47 @@ DEPLOYMENT_TARGETS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15"
 COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 
 
-class CoreMLExporter:
+class CoreMLExporter(Exporter):
     name = "coreml"
 
     def unavailable_reason(self) -> str:
         return coreml_unavailable()
 
+    def precisions(self, delegate: str | None = None) -> tuple[str, ...]:
+        return PRECISIONS
+
     def resolve(self, spec: ExportSpec) -> ExportSpec:
         if spec.delegate:
-            raise UserError(f"coreml takes no delegate (got {spec.delegate!r}); for the ExecuTorch Core ML "
-                            "delegate use --format executorch --delegate coreml")
+            raise UserError(
+                f"coreml takes no delegate (got {spec.delegate!r}); for the ExecuTorch Core ML "
+                "delegate use --format executorch --delegate coreml"
+            )
         precision = spec.precision or "fp16"
         if precision not in PRECISIONS:
-            raise UserError(f"coreml does not support {precision}; it takes {', '.join(PRECISIONS)}")
+            raise UserError(
+                f"coreml does not support {precision}; it takes {', '.join(PRECISIONS)}"
+            )
         if spec.options.get("dynamic_batch"):
             raise UserError("--dynamic-batch is for onnx; this Core ML export has a fixed batch")
         options = {"minimum_deployment_target": "iOS17", "compute_units": "ALL", **spec.options}
         if options["minimum_deployment_target"] not in DEPLOYMENT_TARGETS:
-            raise UserError(f"unknown minimum_deployment_target {options['minimum_deployment_target']!r}; "
-                            f"valid: {', '.join(DEPLOYMENT_TARGETS)}")
+            raise UserError(
+                f"unknown minimum_deployment_target {options['minimum_deployment_target']!r}; "
+                f"valid: {', '.join(DEPLOYMENT_TARGETS)}"
+            )
         if options["compute_units"] not in COMPUTE_UNITS:
-            raise UserError(f"unknown compute_units {options['compute_units']!r}; valid: {', '.join(COMPUTE_UNITS)}")
+            raise UserError(
+                f"unknown compute_units {options['compute_units']!r}; valid: "
+                f"{', '.join(COMPUTE_UNITS)}"
+            )
         reason = coreml_unavailable()
-        if reason:
-            raise UserError(reason)
+        if reason:  # a missing SDK: this host's, not the model's
+            raise UserError(reason, kind="infrastructure")
         return dataclasses.replace(spec, precision=precision, options=options)
 
-    def export(self, model: Any, spec: ExportSpec, out_dir: Path, calibration: Any = None) -> Artifact:
+    def export(
+        self, model: Any, spec: ExportSpec, out_dir: Path, calibration: Any = None
+    ) -> Artifact:
         import coremltools as ct
 
         spec = self.resolve(spec)
@@ -68,9 +79,14 @@ class CoreMLExporter:
         try:
             with contextlib.redirect_stderr(io.StringIO()):  # progress bars
                 mlmodel = ct.convert(
-                    program, convert_to="mlprogram",
-                    minimum_deployment_target=getattr(ct.target, spec.options["minimum_deployment_target"]),
-                    compute_precision=ct.precision.FLOAT16 if spec.precision == "fp16" else ct.precision.FLOAT32,
+                    program,
+                    convert_to="mlprogram",
+                    minimum_deployment_target=getattr(
+                        ct.target, spec.options["minimum_deployment_target"]
+                    ),
+                    compute_precision=ct.precision.FLOAT16
+                    if spec.precision == "fp16"
+                    else ct.precision.FLOAT32,
                     compute_units=getattr(ct.ComputeUnit, spec.options["compute_units"]),
                 )
         except Exception as exc:  # noqa: BLE001 - an unsupported operator is the model's
@@ -78,25 +94,24 @@ class CoreMLExporter:
         mlspec = mlmodel.get_spec()
         ct.utils.rename_feature(mlspec, mlspec.description.input[0].name, INPUT_NAME)
         ct.utils.rename_feature(mlspec, mlspec.description.output[0].name, OUTPUT_NAME)
-        renamed = ct.models.MLModel(mlspec, weights_dir=mlmodel.weights_dir,
-                                    skip_model_load=platform.system() != "Darwin")
+        renamed = ct.models.MLModel(
+            mlspec, weights_dir=mlmodel.weights_dir, skip_model_load=platform.system() != "Darwin"
+        )
         path = Path(out_dir) / MODEL_FILE
         renamed.save(str(path))
-        ops = [op.type for fn in mlspec.mlProgram.functions.values()
-               for block in fn.block_specializations.values() for op in block.operations
-               if op.type != "const"]
-        manifest = {**io_description(model, spec),
-                    "lowering": {"operators": histogram(ops), "nodes": len(ops),
-                                 "spec_version": int(mlspec.specificationVersion)}}
+        ops = [
+            op.type
+            for fn in mlspec.mlProgram.functions.values()
+            for block in fn.block_specializations.values()
+            for op in block.operations
+            if op.type != "const"
+        ]
+        manifest = {
+            **io_description(model, spec),
+            "lowering": {
+                "operators": histogram(ops),
+                "nodes": len(ops),
+                "spec_version": int(mlspec.specificationVersion),
+            },
+        }
         return Artifact(path=path, manifest=manifest)
-
-    def run(self, artifact: Artifact, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        if platform.system() != "Darwin":
-            raise NotRunnableHere("Core ML predicts only on macOS")
-        import coremltools as ct
-
-        mlmodel = ct.models.MLModel(str(artifact.path), compute_units=ct.ComputeUnit.CPU_ONLY)
-        return [np.asarray(mlmodel.predict({INPUT_NAME: x})[OUTPUT_NAME]) for x in inputs]
-
-    def where(self, artifact: Artifact) -> str:
-        return f"coremltools {tool_versions(['coremltools'])['coremltools']} (CPU) on this Mac"

@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.artifacts import Artifact, ExportSpec
+from harness.artifact import Artifact, ExportSpec
 from harness.errors import UserError
+from harness.exporters import Exporter
 from harness.exporters.common import (
     export_program,
     histogram,
@@ -38,9 +39,7 @@ from harness.exporters.common import (
     lowering_error,
     matmul_flops,
     op_name,
-    tool_versions,
 )
-from harness.parity import NotRunnableHere
 
 MODEL_FILE = "model.pte"
 
@@ -49,23 +48,36 @@ MODEL_FILE = "model.pte"
 class Delegate:
     name: str
     precisions: tuple[str, ...]  # the first is the default
-    runs_here: bool  # this machine's ExecuTorch pybindings can run it
-    pending: str = ""  # why parity waits for a device
 
 
 DELEGATES: dict[str, Delegate] = {
-    "xnnpack": Delegate("xnnpack", ("fp32", "int8"), True),
-    "coreml": Delegate("coreml", ("fp16", "fp32"), False, "Core ML predicts only on macOS"),
-    "qnn": Delegate("qnn", ("fp16", "int8"), False, "QNN needs a Snapdragon device"),
-    "mediatek": Delegate("mediatek", ("int8",), False, "NeuroPilot needs a MediaTek Dimensity device"),
-    "portable": Delegate("portable", ("fp32",), True),
+    "xnnpack": Delegate("xnnpack", ("fp32", "int8")),
+    "coreml": Delegate("coreml", ("fp16", "fp32")),
+    "qnn": Delegate("qnn", ("fp16", "int8")),
+    "mediatek": Delegate("mediatek", ("int8",)),
+    "portable": Delegate("portable", ("fp32",)),
 }
 
-QNN_CHIPSETS = ("SM8350", "SM8450", "SM8475", "SM8550", "SM8650", "SM8750", "SM8850", "SC8380XP",
-                "QCS9100", "QCM6490", "SA8255", "SA8295")
+QNN_CHIPSETS = (
+    "SM8350",
+    "SM8450",
+    "SM8475",
+    "SM8550",
+    "SM8650",
+    "SM8750",
+    "SM8850",
+    "SC8380XP",
+    "QCS9100",
+    "QCM6490",
+    "SA8255",
+    "SA8295",
+)
 MEDIATEK_PLATFORMS = ("mt6989", "mt6991", "mt6993")
-DEFAULT_OPTIONS = {"qnn": {"chipset": "SM8650"}, "mediatek": {"platform": "mt6989"},
-                   "coreml": {"minimum_deployment_target": "iOS17"}}
+DEFAULT_OPTIONS = {
+    "qnn": {"chipset": "SM8650"},
+    "mediatek": {"platform": "mt6989"},
+    "coreml": {"minimum_deployment_target": "iOS17"},
+}
 
 
 def coreml_unavailable() -> str:
@@ -85,21 +97,32 @@ def delegate_unavailable(name: str) -> str:
     if name == "qnn":
         root = os.environ.get("QNN_SDK_ROOT")
         if not root:
-            return ("the QNN delegate needs the Qualcomm AI Engine Direct SDK: install it "
-                    "(qpm or softwarecenter.qualcomm.com) and set QNN_SDK_ROOT to its folder")
+            return (
+                "the QNN delegate needs the Qualcomm AI Engine Direct SDK: install it "
+                "(qpm or softwarecenter.qualcomm.com) and set QNN_SDK_ROOT to its folder"
+            )
         if not Path(root).is_dir():
-            return f"QNN_SDK_ROOT={root} is not a folder; point it at the Qualcomm AI Engine Direct SDK"
+            return (
+                f"QNN_SDK_ROOT={root} is not a folder; point it at the Qualcomm AI Engine Direct "
+                "SDK"
+            )
         return ""
     if name == "mediatek":
-        missing = [m for m in ("mtk_converter", "mtk_neuron") if importlib.util.find_spec(m) is None]
+        missing = [
+            m for m in ("mtk_converter", "mtk_neuron") if importlib.util.find_spec(m) is None
+        ]
         if missing:
-            return (f"the MediaTek delegate needs NeuroPilot ({', '.join(missing)} not importable): install "
-                    "the NeuroPilot Express SDK wheels (mtk_converter, mtk_neuron) from MediaTek's portal")
+            return (
+                f"the MediaTek delegate needs NeuroPilot ({', '.join(missing)} not importable): "
+                "install "
+                "the NeuroPilot Express SDK wheels (mtk_converter, mtk_neuron) from MediaTek's "
+                "portal"
+            )
         return ""
     return ""
 
 
-class ExecuTorchExporter:
+class ExecuTorchExporter(Exporter):
     name = "executorch"
 
     def unavailable_reason(self) -> str:
@@ -108,35 +131,50 @@ class ExecuTorchExporter:
         return ""
 
     def delegates(self) -> dict[str, str]:
-        """Each delegate and why it cannot be used here ("" when it can)."""
+        """Each delegate (xnnpack first, the default) and why it cannot be used here ("" when
+        it can)."""
         return {name: delegate_unavailable(name) for name in DELEGATES}
+
+    def precisions(self, delegate: str | None = None) -> tuple[str, ...]:
+        d = DELEGATES.get(delegate or "xnnpack")
+        return d.precisions if d else ()
 
     def resolve(self, spec: ExportSpec) -> ExportSpec:
         """Fill the defaults (delegate xnnpack, the delegate's first precision, its options)
         and refuse what cannot work, at once."""
         delegate = spec.delegate or "xnnpack"
         if delegate not in DELEGATES:
-            raise UserError(f"unknown executorch delegate {delegate!r}; valid: {', '.join(DELEGATES)}")
+            raise UserError(
+                f"unknown executorch delegate {delegate!r}; valid: {', '.join(DELEGATES)}"
+            )
         d = DELEGATES[delegate]
         precision = spec.precision or d.precisions[0]
         if precision not in d.precisions:
-            raise UserError(f"executorch/{delegate} does not support {precision}; "
-                            f"it takes {', '.join(d.precisions)}")
+            raise UserError(
+                f"executorch/{delegate} does not support {precision}; "
+                f"it takes {', '.join(d.precisions)}"
+            )
         if spec.options.get("dynamic_batch"):
             raise UserError("--dynamic-batch is for onnx; ExecuTorch programs have a fixed batch")
         options = {**DEFAULT_OPTIONS.get(delegate, {}), **spec.options}
         if delegate == "qnn" and str(options["chipset"]).upper() not in QNN_CHIPSETS:
-            raise UserError(f"unknown QNN chipset {options['chipset']!r}; valid: {', '.join(QNN_CHIPSETS)}")
+            raise UserError(
+                f"unknown QNN chipset {options['chipset']!r}; valid: {', '.join(QNN_CHIPSETS)}"
+            )
         if delegate == "mediatek" and str(options["platform"]).lower() not in MEDIATEK_PLATFORMS:
-            raise UserError(f"unknown MediaTek platform {options['platform']!r}; valid: {', '.join(MEDIATEK_PLATFORMS)}")
+            raise UserError(
+                f"unknown MediaTek platform {options['platform']!r}; valid: "
+                f"{', '.join(MEDIATEK_PLATFORMS)}"
+            )
         reason = delegate_unavailable(delegate)
-        if reason:
-            raise UserError(reason)
+        if reason:  # a missing SDK: this host's, not the model's
+            raise UserError(reason, kind="infrastructure")
         return dataclasses.replace(spec, delegate=delegate, precision=precision, options=options)
 
     # -- export ---------------------------------------------------------------------------
-    def export(self, model: Any, spec: ExportSpec, out_dir: Path,
-               calibration: np.ndarray | None = None) -> Artifact:
+    def export(
+        self, model: Any, spec: ExportSpec, out_dir: Path, calibration: np.ndarray | None = None
+    ) -> Artifact:
         spec = self.resolve(spec)
         program = export_program(model, spec)
         if spec.precision == "int8" and spec.delegate == "xnnpack":
@@ -153,30 +191,16 @@ class ExecuTorchExporter:
         manifest = {**io_description(model, spec), "lowering": summary}
         return Artifact(path=path, manifest=manifest)
 
-    # -- parity ---------------------------------------------------------------------------
-    def run(self, artifact: Artifact, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """Outputs of the ``.pte`` through ExecuTorch's pybindings (portable + XNNPACK)."""
-        d = DELEGATES.get(artifact.delegate or "portable")
-        if d is None or not d.runs_here:
-            raise NotRunnableHere(d.pending if d else f"no runtime here for {artifact.delegate}")
-        import torch
-        from executorch.extension.pybindings.portable_lib import _load_for_executorch
-
-        program = _load_for_executorch(str(artifact.path))
-        return [program.forward((torch.from_numpy(x),))[0].numpy() for x in inputs]
-
-    def where(self, artifact: Artifact) -> str:
-        return f"executorch {tool_versions(['executorch'])['executorch']} pybindings on this host"
-
 
 # -- the steps ----------------------------------------------------------------------------
+
 
 def calibration_batches(calibration: np.ndarray, batch_size: int):
     import torch
 
     n = (len(calibration) // batch_size) * batch_size
     for i in range(0, max(n, batch_size), batch_size):
-        chunk = calibration[i:i + batch_size]
+        chunk = calibration[i : i + batch_size]
         if len(chunk) < batch_size:
             chunk = np.resize(chunk, (batch_size, *calibration.shape[1:]))
         yield torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))
@@ -234,14 +258,20 @@ def partitioners(spec: ExportSpec, model: Any, calibration: np.ndarray | None) -
 
         specs = CoreMLBackend.generate_compile_specs(
             minimum_deployment_target=getattr(ct.target, spec.options["minimum_deployment_target"]),
-            compute_precision=ct.precision.FLOAT16 if spec.precision == "fp16" else ct.precision.FLOAT32,
+            compute_precision=ct.precision.FLOAT16
+            if spec.precision == "fp16"
+            else ct.precision.FLOAT32,
         )
         return [CoreMLPartitioner(compile_specs=specs)]
     if spec.delegate == "mediatek":
         from executorch.backends.mediatek import NeuropilotPartitioner
         from executorch.exir.backend.compile_spec_schema import CompileSpec
 
-        return [NeuropilotPartitioner([CompileSpec("platform-config", str(spec.options["platform"]).lower().encode())])]
+        return [
+            NeuropilotPartitioner(
+                [CompileSpec("platform-config", str(spec.options["platform"]).lower().encode())]
+            )
+        ]
     return []
 
 
@@ -264,7 +294,9 @@ def quantize_for_npu(program: Any, spec: ExportSpec, calibration: np.ndarray | N
         for batch in calibration_batches(calibration, spec.batch_size):
             prepared(batch)
     converted = convert_pt2e(prepared)
-    return torch.export.export(converted, (next(calibration_batches(calibration, spec.batch_size)),), strict=False)
+    return torch.export.export(
+        converted, (next(calibration_batches(calibration, spec.batch_size)),), strict=False
+    )
 
 
 def qnn_compiler_specs(spec: ExportSpec) -> list[Any]:
@@ -276,7 +308,9 @@ def qnn_compiler_specs(spec: ExportSpec) -> list[Any]:
 
     backend = generate_htp_compiler_spec(use_fp16=spec.precision == "fp16")
     return generate_qnn_executorch_compiler_spec(
-        soc_model=getattr(QcomChipset, str(spec.options["chipset"]).upper()), backend_options=backend)
+        soc_model=getattr(QcomChipset, str(spec.options["chipset"]).upper()),
+        backend_options=backend,
+    )
 
 
 def lower(program: Any, model: Any, spec: ExportSpec, calibration: np.ndarray | None):
@@ -290,8 +324,12 @@ def lower(program: Any, model: Any, spec: ExportSpec, calibration: np.ndarray | 
             from executorch.backends.qualcomm.utils.utils import to_edge_transform_and_lower_to_qnn
 
             example = tuple(a for a in program.example_inputs[0])
-            return to_edge_transform_and_lower_to_qnn(program.module(), example, qnn_compiler_specs(spec))
-        return to_edge_transform_and_lower(program, partitioner=partitioners(spec, model, calibration))
+            return to_edge_transform_and_lower_to_qnn(
+                program.module(), example, qnn_compiler_specs(spec)
+            )
+        return to_edge_transform_and_lower(
+            program, partitioner=partitioners(spec, model, calibration)
+        )
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - a lowering failure names the operator
@@ -323,8 +361,14 @@ def delegation_summary(graph_module: Any) -> dict[str, Any]:
             flops_total += matmul_flops(node)
     delegated_count = sum(len(b["ops"]) for b in backends.values())
     return {
-        "backends": {k: {"subgraphs": v["subgraphs"], "delegated_ops": len(v["ops"]),
-                         "operators": histogram(v["ops"])} for k, v in backends.items()},
+        "backends": {
+            k: {
+                "subgraphs": v["subgraphs"],
+                "delegated_ops": len(v["ops"]),
+                "operators": histogram(v["ops"]),
+            }
+            for k, v in backends.items()
+        },
         "delegated_ops": delegated_count,
         "non_delegated_ops": len(outside),
         "non_delegated": histogram(outside),

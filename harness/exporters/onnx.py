@@ -11,10 +11,9 @@ import io
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from harness.artifacts import Artifact, ExportSpec
+from harness.artifact import Artifact, ExportSpec
 from harness.errors import UserError
+from harness.exporters import Exporter
 from harness.exporters.common import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -22,7 +21,6 @@ from harness.exporters.common import (
     histogram,
     io_description,
     lowering_error,
-    tool_versions,
 )
 
 MODEL_FILE = "model.onnx"
@@ -30,16 +28,22 @@ OPSET = 18
 PRECISIONS = ("fp32",)
 
 
-class OnnxExporter:
+class OnnxExporter(Exporter):
     name = "onnx"
 
     def unavailable_reason(self) -> str:
         missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
         return f"{', '.join(missing)} not installed: pip install onnx onnxscript" if missing else ""
 
+    def precisions(self, delegate: str | None = None) -> tuple[str, ...]:
+        return PRECISIONS
+
     def resolve(self, spec: ExportSpec) -> ExportSpec:
         if spec.delegate:
-            raise UserError(f"onnx takes no delegate (got {spec.delegate!r}); execution providers are chosen at run time")
+            raise UserError(
+                f"onnx takes no delegate (got {spec.delegate!r}); execution providers are chosen "
+                "at run time"
+            )
         precision = spec.precision or "fp32"
         if precision not in PRECISIONS:
             raise UserError(f"onnx does not support {precision}; it takes {', '.join(PRECISIONS)}")
@@ -48,7 +52,9 @@ class OnnxExporter:
             raise UserError(f"onnx opset {options['opset']} is not supported; use 17 or 18")
         return dataclasses.replace(spec, precision=precision, options=options)
 
-    def export(self, model: Any, spec: ExportSpec, out_dir: Path, calibration: Any = None) -> Artifact:
+    def export(
+        self, model: Any, spec: ExportSpec, out_dir: Path, calibration: Any = None
+    ) -> Artifact:
         import torch
 
         spec = self.resolve(spec)
@@ -58,9 +64,14 @@ class OnnxExporter:
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its steps
                 onnx_program = torch.onnx.export(
-                    program, dynamo=True, opset_version=int(spec.options["opset"]),
-                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False,
-                    external_data=False, optimize=True,
+                    program,
+                    dynamo=True,
+                    opset_version=int(spec.options["opset"]),
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    verbose=False,
+                    external_data=False,
+                    optimize=True,
                 )
                 onnx_program.save(str(path), external_data=False)
         except Exception as exc:  # noqa: BLE001 - an unsupported operator is the model's
@@ -68,17 +79,12 @@ class OnnxExporter:
         import onnx
 
         graph = onnx.load(str(path), load_external_data=False).graph
-        manifest = {**io_description(model, spec, dynamic_batch=dynamic),
-                    "lowering": {"operators": histogram(n.op_type for n in graph.node),
-                                 "nodes": len(graph.node), "opset": int(spec.options["opset"])}}
+        manifest = {
+            **io_description(model, spec, dynamic_batch=dynamic),
+            "lowering": {
+                "operators": histogram(n.op_type for n in graph.node),
+                "nodes": len(graph.node),
+                "opset": int(spec.options["opset"]),
+            },
+        }
         return Artifact(path=path, manifest=manifest)
-
-    def run(self, artifact: Artifact, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        return [session.run(None, {name: x})[0] for x in inputs]
-
-    def where(self, artifact: Artifact) -> str:
-        return f"onnxruntime {tool_versions(['onnxruntime'])['onnxruntime']} CPUExecutionProvider on this host"

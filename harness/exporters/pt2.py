@@ -7,22 +7,15 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from harness.artifacts import Artifact, ExportSpec
+from harness.artifact import Artifact, ExportSpec
 from harness.errors import UserError
-from harness.exporters.common import (
-    export_program,
-    histogram,
-    io_description,
-    op_name,
-    tool_versions,
-)
+from harness.exporters import Exporter
+from harness.exporters.common import export_program, histogram, io_description, op_name
 
 MODEL_FILE = "model.pt2"
 
 
-class PT2Exporter:
+class PT2Exporter(Exporter):
     name = "pt2"
 
     def resolve(self, spec: ExportSpec) -> ExportSpec:
@@ -30,11 +23,17 @@ class PT2Exporter:
             raise UserError(f"pt2 takes no delegate (got {spec.delegate!r})")
         precision = spec.precision or "fp32"
         if precision != "fp32":
-            raise UserError(f"pt2 does not support {precision}; it takes fp32 (quantize on the target side)")
+            raise UserError(
+                f"pt2 does not support {precision}; it takes fp32 (quantize on the target side)"
+            )
         dynamic = bool(spec.options.get("dynamic_batch", False))
-        return dataclasses.replace(spec, precision=precision, options={**spec.options, "dynamic_batch": dynamic})
+        return dataclasses.replace(
+            spec, precision=precision, options={**spec.options, "dynamic_batch": dynamic}
+        )
 
-    def export(self, model: Any, spec: ExportSpec, out_dir: Path, calibration: Any = None) -> Artifact:
+    def export(
+        self, model: Any, spec: ExportSpec, out_dir: Path, calibration: Any = None
+    ) -> Artifact:
         import torch
 
         spec = self.resolve(spec)
@@ -43,16 +42,8 @@ class PT2Exporter:
         path = Path(out_dir) / MODEL_FILE
         torch.export.save(program, str(path))
         ops = [op_name(n) for n in program.graph.nodes if n.op == "call_function"]
-        manifest = {**io_description(model, spec, dynamic_batch=dynamic),
-                    "lowering": {"operators": histogram(ops), "nodes": len(ops)}}
+        manifest = {
+            **io_description(model, spec, dynamic_batch=dynamic),
+            "lowering": {"operators": histogram(ops), "nodes": len(ops)},
+        }
         return Artifact(path=path, manifest=manifest)
-
-    def run(self, artifact: Artifact, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        import torch
-
-        module = torch.export.load(str(artifact.path)).module()
-        with torch.no_grad():
-            return [module(torch.from_numpy(x)).numpy() for x in inputs]
-
-    def where(self, artifact: Artifact) -> str:
-        return f"torch {tool_versions(['torch'])['torch']} on this host"

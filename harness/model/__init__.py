@@ -26,5 +26,13 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'harness.model' has no attribute {name!r}")
 
 
-__all__ = ["PRESETS", "ViTConfig", "count_macs", "count_params", "describe", "preset_config",
-           "preset_names", *_LAZY]
+__all__ = [
+    "PRESETS",
+    "ViTConfig",
+    "count_macs",
+    "count_params",
+    "describe",
+    "preset_config",
+    "preset_names",
+    *_LAZY,
+]

@@ -29,7 +29,9 @@ def _shape(t: Any) -> str:
     return "(" + ", ".join(str(s) for s in t.shape) + ")"
 
 
-def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+def check_state_dict(
+    model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str
+) -> None:
     """Raise one clear line if ``state`` does not fit ``model`` key for key, shape for shape."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
@@ -37,12 +39,14 @@ def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise CheckpointError(
-            f"{source}: key {missing[0]!r}{more} is missing; the model expects shape {_shape(expected[missing[0]])}"
+            f"{source}: key {missing[0]!r}{more} is missing; the model expects shape "
+            f"{_shape(expected[missing[0]])}"
         )
     if unexpected:
         more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
         raise CheckpointError(
-            f"{source}: unexpected key {unexpected[0]!r}{more} with shape {_shape(state[unexpected[0]])}; "
+            f"{source}: unexpected key {unexpected[0]!r}{more} with shape "
+            f"{_shape(state[unexpected[0]])}; "
             "the model has no such parameter"
         )
     for k, v in expected.items():
@@ -53,7 +57,9 @@ def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
             )
 
 
-def _load_into(config: ViTConfig, state: Mapping[str, torch.Tensor], source: str) -> VisionTransformer:
+def _load_into(
+    config: ViTConfig, state: Mapping[str, torch.Tensor], source: str
+) -> VisionTransformer:
     model = build_model(config, init=False)
     check_state_dict(model, state, source)
     model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
@@ -61,6 +67,7 @@ def _load_into(config: ViTConfig, state: Mapping[str, torch.Tensor], source: str
 
 
 # -- vitbench's own format ------------------------------------------------------------------
+
 
 def save_checkpoint(model: VisionTransformer, out_dir: str | Path) -> Path:
     """Write ``config.json`` and ``model.safetensors``; bit-exact on reload."""
@@ -95,7 +102,9 @@ def load_checkpoint(path: str | Path) -> VisionTransformer:
     if not p.exists():
         raise CheckpointError(f"checkpoint {p} does not exist")
     if not p.is_dir():
-        raise CheckpointError(f"{p} is not a checkpoint folder (expected {CONFIG_FILE} + {WEIGHTS_FILE})")
+        raise CheckpointError(
+            f"{p} is not a checkpoint folder (expected {CONFIG_FILE} + {WEIGHTS_FILE})"
+        )
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (p / name).is_file():
             raise CheckpointError(f"checkpoint {p} has no {name}")
@@ -104,6 +113,7 @@ def load_checkpoint(path: str | Path) -> VisionTransformer:
 
 
 # -- timm / DeiT imports --------------------------------------------------------------------
+
 
 def read_foreign_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors from a .safetensors or a .pth/.pt/.bin file, unwrapping the usual containers
@@ -124,7 +134,9 @@ def read_foreign_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if isinstance(state, Mapping) and wrapper in state and isinstance(state[wrapper], Mapping):
             state = state[wrapper]
             break
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
         raise CheckpointError(f"{path}: does not hold a state dict of tensors")
     return {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
 
@@ -133,43 +145,62 @@ def infer_config(
     state: Mapping[str, torch.Tensor], source: str, head_dim: int = 64, **overrides: Any
 ) -> ViTConfig:
     """Read a ViT's shape from its tensors: widths per block from qkv and fc1 rows."""
+
     def need(key: str) -> torch.Tensor:
         if key not in state:
-            raise CheckpointError(f"{source}: key {key!r} is missing; not a timm VisionTransformer state dict")
+            raise CheckpointError(
+                f"{source}: key {key!r} is missing; not a timm VisionTransformer state dict"
+            )
         return state[key]
 
     proj = need("patch_embed.proj.weight")
     if proj.ndim != 4 or proj.shape[2] != proj.shape[3]:
-        raise CheckpointError(f"{source}: patch_embed.proj.weight has shape {_shape(proj)}; expected (D, C, P, P)")
+        raise CheckpointError(
+            f"{source}: patch_embed.proj.weight has shape {_shape(proj)}; expected (D, C, P, P)"
+        )
     embed_dim, in_chans, patch = int(proj.shape[0]), int(proj.shape[1]), int(proj.shape[2])
     pos = need("pos_embed")
     extra = [k for k in ("dist_token", "reg_token") if k in state]
     if extra:
-        raise CheckpointError(f"{source}: has {extra[0]!r}; distilled/register-token ViTs are not supported")
+        raise CheckpointError(
+            f"{source}: has {extra[0]!r}; distilled/register-token ViTs are not supported"
+        )
     n_patches = int(pos.shape[1]) - 1
     if not is_square(n_patches):
-        raise CheckpointError(f"{source}: pos_embed has shape {_shape(pos)}; {n_patches} patches is not a square grid")
+        raise CheckpointError(
+            f"{source}: pos_embed has shape {_shape(pos)}; {n_patches} patches is not a square grid"
+        )
     img_size = math.isqrt(n_patches) * patch
     depth = 0
     while f"blocks.{depth}.attn.qkv.weight" in state:
         depth += 1
     if depth == 0:
-        raise CheckpointError(f"{source}: key 'blocks.0.attn.qkv.weight' is missing; not a timm VisionTransformer state dict")
+        raise CheckpointError(
+            f"{source}: key 'blocks.0.attn.qkv.weight' is missing; not a timm VisionTransformer "
+            "state dict"
+        )
     heads, mlps = [], []
     for i in range(depth):
         rows = int(state[f"blocks.{i}.attn.qkv.weight"].shape[0])
         if rows % (3 * head_dim):
             raise CheckpointError(
-                f"{source}: blocks.{i}.attn.qkv.weight has {rows} rows, not a multiple of 3 x head_dim {head_dim}; "
+                f"{source}: blocks.{i}.attn.qkv.weight has {rows} rows, not a multiple of 3 x "
+                f"head_dim {head_dim}; "
                 "pass the model's head dimension (--head-dim)"
             )
         heads.append(rows // (3 * head_dim))
         mlps.append(int(need(f"blocks.{i}.mlp.fc1.weight").shape[0]))
     num_classes = int(state["head.weight"].shape[0]) if "head.weight" in state else None
     fields: dict[str, Any] = dict(
-        img_size=img_size, patch_size=patch, in_chans=in_chans, embed_dim=embed_dim,
-        head_dim=head_dim, num_heads=heads, mlp_dims=mlps,
-        qkv_bias="blocks.0.attn.qkv.bias" in state, num_classes=num_classes or 1000,
+        img_size=img_size,
+        patch_size=patch,
+        in_chans=in_chans,
+        embed_dim=embed_dim,
+        head_dim=head_dim,
+        num_heads=heads,
+        mlp_dims=mlps,
+        qkv_bias="blocks.0.attn.qkv.bias" in state,
+        num_classes=num_classes or 1000,
         name=Path(source).stem,
     )
     fields.update({k: v for k, v in overrides.items() if v is not None})
@@ -198,14 +229,18 @@ def import_timm(
         state.pop("head.weight", None)
         state.pop("head.bias", None)
     elif ckpt_classes is None:
-        raise CheckpointError(f"{p}: has no classification head (head.weight); pass --num-classes to add one")
+        raise CheckpointError(
+            f"{p}: has no classification head (head.weight); pass --num-classes to add one"
+        )
     ckpt_chans = cfg.in_chans
     if in_chans is not None and in_chans != ckpt_chans:
         w = state["patch_embed.proj.weight"]
         if in_chans == 1:
             state["patch_embed.proj.weight"] = w.sum(dim=1, keepdim=True)
         else:
-            raise CheckpointError(f"{p}: cannot adapt {ckpt_chans} input channels to {in_chans} (only to 1)")
+            raise CheckpointError(
+                f"{p}: cannot adapt {ckpt_chans} input channels to {in_chans} (only to 1)"
+            )
     cfg = cfg.replace(num_classes=num_classes or ckpt_classes, in_chans=in_chans or ckpt_chans)
     if "head.weight" not in state:
         fresh = build_model(cfg).state_dict()
@@ -214,6 +249,7 @@ def import_timm(
 
 
 # -- one entry point for "PRESET_OR_PATH" ---------------------------------------------------
+
 
 def load_model(spec: str | Path, **overrides: Any) -> VisionTransformer:
     """A preset name, a vitbench checkpoint folder, or a timm/DeiT weights file."""
@@ -224,7 +260,10 @@ def load_model(spec: str | Path, **overrides: Any) -> VisionTransformer:
     p = Path(s)
     if p.is_dir():
         if overrides:
-            raise UserError(f"{p}: overrides ({', '.join(overrides)}) apply to presets and imports, not to checkpoints")
+            raise UserError(
+                f"{p}: overrides ({', '.join(overrides)}) apply to presets and imports, not to "
+                "checkpoints"
+            )
         return load_checkpoint(p)
     if p.suffix in FOREIGN_SUFFIXES:
         return import_timm(p, **overrides)

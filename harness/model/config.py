@@ -67,18 +67,32 @@ class ViTConfig:
 
         for name in ("img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "head_dim"):
             value = getattr(self, name)
-            need(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-                 f"{name} must be a positive integer, got {value!r}")
-        need(self.img_size % self.patch_size == 0,
-             f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+            need(
+                isinstance(value, int) and not isinstance(value, bool) and value > 0,
+                f"{name} must be a positive integer, got {value!r}",
+            )
+        need(
+            self.img_size % self.patch_size == 0,
+            f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}",
+        )
         need(len(self.num_heads) > 0, "num_heads must list at least one block")
-        need(len(self.num_heads) == len(self.mlp_dims),
-             f"num_heads has {len(self.num_heads)} blocks but mlp_dims has {len(self.mlp_dims)}")
-        need(all(h >= 1 for h in self.num_heads), f"every block needs at least one head: {list(self.num_heads)}")
-        need(all(m >= 1 for m in self.mlp_dims), f"every block needs an MLP width >= 1: {list(self.mlp_dims)}")
+        need(
+            len(self.num_heads) == len(self.mlp_dims),
+            f"num_heads has {len(self.num_heads)} blocks but mlp_dims has {len(self.mlp_dims)}",
+        )
+        need(
+            all(h >= 1 for h in self.num_heads),
+            f"every block needs at least one head: {list(self.num_heads)}",
+        )
+        need(
+            all(m >= 1 for m in self.mlp_dims),
+            f"every block needs an MLP width >= 1: {list(self.mlp_dims)}",
+        )
         need(self.task in TASKS, f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        need(not self.labels or len(self.labels) == self.num_classes,
-             f"{len(self.labels)} labels given for {self.num_classes} classes")
+        need(
+            not self.labels or len(self.labels) == self.num_classes,
+            f"{len(self.labels)} labels given for {self.num_classes} classes",
+        )
         need(self.norm_eps > 0, f"norm_eps must be positive, got {self.norm_eps}")
 
     # -- (de)serialisation ---------------------------------------------------------------
@@ -100,10 +114,12 @@ class ViTConfig:
         unknown = sorted(set(data) - set(fields))
         if unknown:
             raise ConfigError(
-                f"{source}: unknown field(s) {', '.join(unknown)}; known fields: {', '.join(fields)}"
+                f"{source}: unknown field(s) {', '.join(unknown)}; known fields: "
+                f"{', '.join(fields)}"
             )
         required = [
-            n for n, f in fields.items()
+            n
+            for n, f in fields.items()
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         ]
         missing = [n for n in required if n not in data]
@@ -112,7 +128,9 @@ class ViTConfig:
         try:
             return cls(**data)
         except ConfigError as exc:
-            raise ConfigError(f"{source}: {str(exc).removeprefix('invalid model config: ')}") from None
+            raise ConfigError(
+                f"{source}: {str(exc).removeprefix('invalid model config: ')}"
+            ) from None
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: {exc}") from None
 
@@ -137,8 +155,9 @@ class ViTConfig:
         head_dim = kwargs.pop("head_dim", embed_dim // num_heads)
         if head_dim * num_heads != embed_dim and "head_dim" not in kwargs:
             raise ConfigError(f"embed_dim {embed_dim} is not divisible by {num_heads} heads")
-        return ViTConfig(num_heads=(num_heads,) * depth, mlp_dims=(mlp_dim,) * depth,
-                         head_dim=head_dim, **kwargs)
+        return ViTConfig(
+            num_heads=(num_heads,) * depth, mlp_dims=(mlp_dim,) * depth, head_dim=head_dim, **kwargs
+        )
 
 
 def count_params(cfg: ViTConfig) -> int:

@@ -50,5 +50,6 @@ def preset_config(name: str, **overrides: Any) -> ViTConfig:
     if "num_classes" in p:
         kwargs["num_classes"] = p["num_classes"]
     kwargs.update({k: v for k, v in overrides.items() if v is not None})
-    return ViTConfig.uniform(p["depth"], p["num_heads"], p["mlp_dim"],
-                             embed_dim=p["embed_dim"], **kwargs)
+    return ViTConfig.uniform(
+        p["depth"], p["num_heads"], p["mlp_dim"], embed_dim=p["embed_dim"], **kwargs
+    )

@@ -69,8 +69,9 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, num_heads: int, head_dim: int, mlp_dim: int,
-                 qkv_bias: bool, eps: float):
+    def __init__(
+        self, dim: int, num_heads: int, head_dim: int, mlp_dim: int, qkv_bias: bool, eps: float
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads, head_dim, qkv_bias)

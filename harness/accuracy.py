@@ -24,8 +24,14 @@ class EvalResult:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "data": self.data, "split": self.split, "n": self.n,
-                "metrics": [r.to_dict() for r in self.results], "details": self.details}
+        return {
+            "source": self.source,
+            "data": self.data,
+            "split": self.split,
+            "n": self.n,
+            "metrics": [r.to_dict() for r in self.results],
+            "details": self.details,
+        }
 
 
 def metric_names(ds: Dataset) -> list[str]:
@@ -35,44 +41,64 @@ def metric_names(ds: Dataset) -> list[str]:
     return names
 
 
-def score_outputs(ds: Dataset, scores: np.ndarray, source: str, n_boot: int = 1000, **details: Any) -> EvalResult:
+def score_outputs(
+    ds: Dataset, scores: np.ndarray, source: str, n_boot: int = 1000, **details: Any
+) -> EvalResult:
     if scores.ndim != 2 or scores.shape[0] != len(ds) or scores.shape[1] != ds.num_classes:
-        raise DataError(f"model outputs have shape {tuple(scores.shape)} but the data set has {len(ds)} images "
-                        f"and {ds.num_classes} classes")
-    results = [metrics.evaluate(m, ds.labels, scores, n_boot=n_boot) for m in metric_names(ds)]
+        raise DataError(
+            f"model outputs have shape {tuple(scores.shape)} but the data set has {len(ds)} images "
+            f"and {ds.num_classes} classes"
+        )
+    results = [metrics.estimate(m, ds.labels, scores, n_boot=n_boot) for m in metric_names(ds)]
     return EvalResult(source, str(ds.root), ds.split, len(ds), results, dict(details))
 
 
-def evaluate_model(model: Any, ds: Dataset, n_boot: int = 1000) -> EvalResult:
+def model_accuracy(model: Any, ds: Dataset, n_boot: int = 1000) -> EvalResult:
     """PyTorch eager outputs of ``model`` on every image of ``ds``."""
-    from harness.compress.train import predict, tensors
+    from harness.inference import predict, tensors
 
     ds.check_fits(model.config)
     data = tensors(ds, model.config.img_size, model.config.in_chans)
     return score_outputs(ds, predict(model, data), "pytorch", n_boot)
 
 
-def evaluate_artifact(artifact: Any, target: Any, device: Any, ds: Dataset, n_boot: int = 1000) -> EvalResult:
+def artifact_accuracy(
+    artifact: Any, target: Any, device: Any, ds: Dataset, n_boot: int = 1000
+) -> EvalResult:
     """Outputs of ``artifact`` run by ``target.infer`` on ``device`` (the Target contract),
     fed in batches of the artifact's own input shape."""
     if not artifact.inputs:
         raise DataError(f"artifact {artifact.path} records no input shape in its manifest")
     shape = list(artifact.inputs[0]["shape"])
     if len(shape) != 4:
-        raise DataError(f"artifact {artifact.path} takes input shape {shape}; expected (batch, channels, H, W)")
+        raise DataError(
+            f"artifact {artifact.path} takes input shape {shape}; expected (batch, channels, H, W)"
+        )
     dims = [s if isinstance(s, int) and s > 0 else None for s in shape]
     batch, chans, h, w = dims
     if h is None or h != w or chans is None:
-        raise DataError(f"artifact {artifact.path} takes input shape {shape}; expected a square image size")
+        raise DataError(
+            f"artifact {artifact.path} takes input shape {shape}; expected a square image size"
+        )
     x = ds.inputs(h, chans)
     batch = batch or 64  # a symbolic batch takes any size
     batches = []
     for i in range(0, len(x), batch):
-        chunk = x[i:i + batch]
+        chunk = x[i : i + batch]
         if len(chunk) < batch and dims[0] is not None:  # a fixed batch: pad, drop the padding after
-            chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), dtype=chunk.dtype)])
+            chunk = np.concatenate(
+                [chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), dtype=chunk.dtype)]
+            )
         batches.append(np.ascontiguousarray(chunk, dtype=np.float32))
     outputs = target.infer(artifact, device, batches)  # one call: one worker for the whole split
-    chunks = [np.asarray(o, dtype=np.float32).reshape(len(b), -1) for o, b in zip(outputs, batches, strict=True)]
-    return score_outputs(ds, np.concatenate(chunks)[:len(x)], f"{target.name}:{device.name}", n_boot,
-                         artifact_sha256=artifact.sha256)
+    chunks = [
+        np.asarray(o, dtype=np.float32).reshape(len(b), -1)
+        for o, b in zip(outputs, batches, strict=True)
+    ]
+    return score_outputs(
+        ds,
+        np.concatenate(chunks)[: len(x)],
+        f"{target.name}:{device.name}",
+        n_boot,
+        artifact_sha256=artifact.sha256,
+    )

@@ -1,0 +1,194 @@
+"""`vitbench plan check`, `vitbench run` and `vitbench gate`: a plan from matrix to verdict."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from harness.cli.common import emit_json, store_option
+
+
+def _plan(path: str | None):
+    from harness.plan import default_plan, load_plan
+
+    return load_plan(path) if path else default_plan()
+
+
+@click.group()
+def plan() -> None:
+    """Benchmark plans (TOML)."""
+
+
+@plan.command("check")
+@click.argument("path", required=False)
+@click.option(
+    "--devices/--no-devices",
+    default=True,
+    show_default=True,
+    help="Ask each target which devices it reaches (off: list selectors only).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plan_check(path: str | None, devices: bool, as_json: bool) -> None:
+    """Validate PATH (default: the built-in plan) and print the expanded matrix."""
+    from harness.dispatch import expand
+    from harness.tables import format_table
+
+    p = _plan(path)
+    cells, _ = expand(p, resolve_targets=devices)
+    if as_json:
+        emit_json(
+            {
+                "plan": p.to_dict(),
+                "hash": p.hash,
+                "cells": [
+                    {
+                        "key": c.key,
+                        "model": c.model.label,
+                        "export": c.export.label,
+                        "target": c.target.name,
+                        "device": c.device.name,
+                        "problem": c.problem,
+                    }
+                    for c in cells
+                ],
+            }
+        )
+        return
+    click.echo(f"plan {p.name} ({p.source}), hash {p.hash[:12]}: {len(cells)} cells")
+    rows = sorted(
+        (c.model.label, c.export.label, c.target.name, c.device.name, c.problem or "")
+        for c in cells
+    )
+    click.echo(format_table(rows, ["model", "export", "target", "device", "note"]))
+
+
+@click.command()
+@click.argument("plan_path", required=False, metavar="[PLAN]")
+@store_option
+@click.option(
+    "--resume",
+    "resume_id",
+    default=None,
+    metavar="RUN_ID",
+    help="Finish this run: skip cells done.",
+)
+@click.option("--run-id", default=None, help="Name the run (shards of one nightly share it).")
+@click.option(
+    "--new", "fresh", is_flag=True, help="A new run even if this plan and commit ran before."
+)
+@click.option("--shard", default=None, metavar="I/N", help="Run only slice I of N of the cells.")
+@click.option(
+    "--cache", default=None, metavar="DIR", help="Artifact cache (default: $VITBENCH_CACHE)."
+)
+@click.option("--no-cache", is_flag=True, help="Re-export every artifact.")
+@click.option(
+    "--out", "out_dir", default="vitbench-out", show_default=True, help="Where reports are written."
+)
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+def run(
+    plan_path, store_url, resume_id, run_id, fresh, shard, cache, no_cache, out_dir, quiet, as_json
+) -> None:
+    """Run PLAN (default: the built-in plan) and write results to the store."""
+    from dataclasses import asdict
+
+    from harness.dispatch import Dispatcher, choose_run, parse_shard
+    from harness.store import open_store
+
+    p = _plan(plan_path)
+    shard_t = parse_shard(shard)
+    run_name, resume = choose_run(p, resume_id=resume_id, run_id=run_id, fresh=fresh)
+    store = open_store(store_url)
+    summary = Dispatcher(
+        p, store, shard=shard_t, cache=cache, no_cache=no_cache, quiet=quiet or as_json
+    ).run(run_name, resume=resume)
+    written = _write_reports(store, summary.run_id, out_dir)
+    if as_json:
+        emit_json(asdict(summary) | {"reports": written})
+    else:
+        state = (
+            "finished"
+            if summary.finished
+            else "incomplete (resume with --resume " + summary.run_id + ")"
+        )
+        click.echo(
+            f"run {summary.run_id}: {summary.done} done, {summary.failed} failed, "
+            f"{summary.skipped} already "
+            f"done, of {summary.total} cells; {state}; {summary.seconds:.1f} s"
+        )
+        for f in summary.failures:
+            click.echo(f"  failed: {f}")
+        for path in written:
+            click.echo(f"report: {path}")
+
+
+def _write_reports(store, run_id: str, out_dir: str) -> list[str]:
+    """The run's reports, from every report writer in the registry (the built-in one
+    writes Markdown and HTML)."""
+    from harness import plugins
+
+    written: list[str] = []
+    for name in plugins.names("reporter"):
+        written += [str(p) for p in plugins.load("reporter", name).write(store, run_id, out_dir)]
+    return written
+
+
+@click.command()
+@click.argument("run_id", required=False)
+@store_option
+@click.option(
+    "--latency-ms",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Latency budget for every device (default: the plan's, 200 ms).",
+)
+@click.option(
+    "--percentile",
+    type=click.Choice(["50", "90"]),
+    default=None,
+    help="Gated percentile (default 90).",
+)
+@click.option(
+    "--accuracy-retention",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Accuracy must keep this fraction of the reference.",
+)
+@click.option(
+    "--device-budget",
+    "device_budgets",
+    multiple=True,
+    metavar="DEVICE=MS",
+    help="A budget for one device (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable verdicts.")
+def gate(
+    run_id, store_url, latency_ms, percentile, accuracy_retention, device_budgets, as_json
+) -> None:
+    """Pass / fail / inconclusive for RUN_ID (default: the latest run).
+
+    Exit codes: 0 pass, 1 fail, 3 inconclusive, 2 usage error."""
+    from harness import gate as gating
+    from harness.store import open_store
+
+    store = open_store(store_url)
+    run_row = store.run(run_id) if run_id else store.latest_run()
+    cells = store.cells([run_row["id"]])
+    known = {c["device_name"] for c in cells} | {f"{c['target']}:{c['device_name']}" for c in cells}
+    per_device = gating.parse_device_budgets(device_budgets)
+    budgets = gating.with_overrides(
+        gating.budgets_from_plan(run_row.get("plan")),
+        latency_ms,
+        int(percentile) if percentile else None,
+        accuracy_retention,
+        per_device,
+        known,
+    )
+    result = gating.judge_run(store, run_row["id"], budgets)
+    missing = int(run_row.get("total_cells") or 0) - len(result.cells)
+    if as_json:
+        emit_json(result.to_dict() | {"missing_cells": missing})
+    else:
+        click.echo(gating.render(result, missing))
+    sys.exit(result.exit_code)

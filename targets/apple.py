@@ -1,7 +1,7 @@
 """Macs as targets: Core ML and ExecuTorch (Core ML, MPS, XNNPACK delegates), measured by the
 profiling agent on this Mac or on one reached over SSH.
 
-Devices are the hosts with ``target = "apple"`` in the hosts file (targets/hosts.py), plus
+Devices are the hosts with ``target = "apple"`` in the hosts file (targets/remote/config.py), plus
 ``local`` when vitbench itself runs on macOS. Each is described by the agent: machine model
 (``sysctl hw.model``), chip, macOS version, memory, thermal state.
 
@@ -22,14 +22,14 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
-from harness.artifacts import Artifact
+from harness.artifact import Artifact
 from harness.errors import UserError
-from targets.agent import COMPUTE_UNITS
-from targets.base import Device, ProfileSettings
-from targets.hosts import HostConfig, load_hosts
-from targets.remote import RemoteTarget
-from targets.transport import transport_for
-from targets.worker import AgentAnswer
+from harness.target import Device, ProfileSettings
+from targets.agent.client import AgentAnswer
+from targets.agent.coreml import COMPUTE_UNITS
+from targets.remote.config import HostConfig, load_hosts
+from targets.remote.target import RemoteTarget
+from targets.remote.transport import transport_for
 
 # what a compute-unit setting asks for, as Profile.compute_unit names it
 REQUESTED_UNIT = {"ALL": "all", "CPU_AND_NE": "npu", "CPU_AND_GPU": "gpu", "CPU_ONLY": "cpu"}
@@ -42,8 +42,12 @@ class AppleTarget(RemoteTarget):
     runtimes_for_format = {"coreml": ("coreml",), "executorch": ("executorch",)}
     delegates = (None, "", "xnnpack", "portable", "coreml", "mps")
     thermal_wait_s = 120.0
-    elsewhere = {"onnx": "the host or remote target", "pt2": "the host target",
-                 "qnn": "the aihub or android target", "mediatek": "the android target"}
+    elsewhere = {
+        "onnx": "the host or remote target",
+        "pt2": "the host target",
+        "qnn": "the aihub or android target",
+        "mediatek": "the android target",
+    }
 
     def hosts(self) -> list[HostConfig]:
         hosts = load_hosts(self.name)
@@ -56,14 +60,25 @@ class AppleTarget(RemoteTarget):
             return settings
         unit = str(settings.compute_unit or settings.options.get("compute_units") or "ALL").upper()
         if unit not in COMPUTE_UNITS:
-            raise UserError(f"unknown Core ML compute units {unit!r}; one of {', '.join(COMPUTE_UNITS)}")
-        return replace(settings, compute_unit=unit, options={**settings.options, "compute_units": unit})
+            raise UserError(
+                f"unknown Core ML compute units {unit!r}; one of {', '.join(COMPUTE_UNITS)}"
+            )
+        return replace(
+            settings, compute_unit=unit, options={**settings.options, "compute_units": unit}
+        )
 
-    def profile_compute_units(self, artifact: Artifact, device: Device, settings: ProfileSettings,
-                              units: tuple[str, ...] | list[str] = COMPUTE_UNITS):
+    def profile_compute_units(
+        self,
+        artifact: Artifact,
+        device: Device,
+        settings: ProfileSettings,
+        units: tuple[str, ...] | list[str] = COMPUTE_UNITS,
+    ):
         """One Profile per compute-unit setting (the artifact is copied once), yielded as each
         finishes."""
-        return self.iter_profiles(artifact, device, [replace(settings, compute_unit=u) for u in units])
+        return self.iter_profiles(
+            artifact, device, [replace(settings, compute_unit=u) for u in units]
+        )
 
     def inspect(self, artifact: Artifact, device: Device) -> dict:
         """A Core ML model's inputs, outputs and operation histogram, read by the agent on the
@@ -73,11 +88,19 @@ class AppleTarget(RemoteTarget):
         artifact.verify()
         host = self.host_for(device)
         with transport_for(host) as t:
-            request = {"action": "inspect", "artifact": {"path": t.stage(artifact.path, artifact.sha256),
-                                                         "format": artifact.format, "inputs": artifact.inputs}}
+            request = {
+                "action": "inspect",
+                "artifact": {
+                    "path": t.stage(artifact.path, artifact.sha256),
+                    "format": artifact.format,
+                    "inputs": artifact.inputs,
+                },
+            }
             return (self._run(host, request, 120.0, t).result or {})["spec"]
 
-    def compute_unit_of(self, artifact: Artifact, settings: ProfileSettings, answer: AgentAnswer) -> str:
+    def compute_unit_of(
+        self, artifact: Artifact, settings: ProfileSettings, answer: AgentAnswer
+    ) -> str:
         if artifact.format != "coreml":
             return DELEGATE_UNIT.get(artifact.delegate or "portable", "cpu")
         plan = ((answer.result or {}).get("facts") or {}).get("compute_plan") or {}
@@ -87,13 +110,14 @@ class AppleTarget(RemoteTarget):
         return REQUESTED_UNIT[settings.compute_unit or "ALL"]
 
     def parity_precision(self, artifact: Artifact) -> str:
-        # Core ML runs ML programs in fp16 unless converted with compute_precision=FLOAT32
-        if artifact.format == "coreml" and artifact.precision == "fp32":
-            return "fp32" if artifact.manifest.get("options", {}).get("compute_precision") == "fp32" else "fp16"
-        return artifact.precision
-
-    def parity_failures(self, artifact: Artifact, failures: list[str]) -> list[str]:
-        """Core ML at fp16 is judged on top-1 agreement and cosine, not raw differences."""
-        if artifact.format == "coreml" and self.parity_precision(artifact) != "fp32":
-            return [f for f in failures if not f.startswith("max abs")]
-        return failures
+        """Core ML runs ML programs in fp16 unless converted with compute_precision=FLOAT32,
+        and fp16 Core ML is judged on top-1 agreement and cosine, not raw differences
+        (harness.parity's ``coreml-fp16`` tolerance)."""
+        if artifact.format != "coreml":
+            return artifact.precision
+        if (
+            artifact.precision == "fp32"
+            and artifact.manifest.get("options", {}).get("compute_precision") == "fp32"
+        ):
+            return "fp32"
+        return "coreml-fp16"

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from harness.errors import UserError
-from targets.base import TargetError
+from harness.target import TargetError
 
 TOKEN_ENV = "QAI_HUB_API_TOKEN"
-TOKEN_HELP = (f"get a token from your AI Hub account page and run `qai-hub configure --api_token TOKEN` "
-              f"(or set {TOKEN_ENV})")
+TOKEN_HELP = (
+    f"get a token from your AI Hub account page and run `qai-hub configure --api_token TOKEN` "
+    f"(or set {TOKEN_ENV})"
+)
 
 T = TypeVar("T")
 
@@ -35,7 +37,9 @@ def _sdk():
     try:
         import qai_hub
     except ImportError:  # pragma: no cover - qai-hub is a dependency
-        raise UserError("the AI Hub target needs the qai-hub package: pip install 'qai-hub>=0.56'") from None
+        raise UserError(
+            "the AI Hub target needs the qai-hub package: pip install 'qai-hub>=0.56'"
+        ) from None
     return qai_hub
 
 
@@ -93,7 +97,7 @@ class RetryPolicy:
     max_s: float = 120.0
 
     def delay(self, attempt: int) -> float:
-        d = min(self.max_s, self.base_s * (2 ** attempt))
+        d = min(self.max_s, self.base_s * (2**attempt))
         return d * (0.5 + random.random() / 2)
 
 
@@ -111,15 +115,20 @@ def translate(exc: BaseException, what: str) -> Exception:
             return HubAuthError(f"AI Hub rejected the API token; {TOKEN_HELP}")
         return TargetError(f"{what}: AI Hub refused it: {msg}", kind="model", retryable=False)
     if isinstance(exc, RateLimitedError):
-        return TargetError(f"{what}: AI Hub kept rate-limiting the request: {msg}", kind="infrastructure")
+        return TargetError(
+            f"{what}: AI Hub kept rate-limiting the request: {msg}", kind="infrastructure"
+        )
     if isinstance(exc, InternalError):
         return TargetError(f"{what}: AI Hub failed: {msg}", kind="infrastructure")
     if isinstance(exc, APIException):
         if exc.status_code == 401:
             return HubAuthError(f"AI Hub rejected the API token; {TOKEN_HELP}")
         retry = exc.status_code is None or exc.status_code == 429 or exc.status_code >= 500
-        return TargetError(f"{what}: AI Hub answered {exc.status_code}: {msg}",
-                           kind="infrastructure" if retry else "model", retryable=retry)
+        return TargetError(
+            f"{what}: AI Hub answered {exc.status_code}: {msg}",
+            kind="infrastructure" if retry else "model",
+            retryable=retry,
+        )
     if isinstance(exc, requests.exceptions.RequestException):
         return TargetError(f"{what}: cannot reach AI Hub: {msg}", kind="infrastructure")
     if isinstance(exc, ValueError) and "Failed to create" in str(exc):
@@ -127,8 +136,14 @@ def translate(exc: BaseException, what: str) -> Exception:
     raise exc  # a programming error keeps its traceback
 
 
-def call(fn: Callable[..., T], *args: Any, what: str, retry: RetryPolicy | None = None,
-         on_retry: Callable[[str], None] | None = None, **kwargs: Any) -> T:
+def call(
+    fn: Callable[..., T],
+    *args: Any,
+    what: str,
+    retry: RetryPolicy | None = None,
+    on_retry: Callable[[str], None] | None = None,
+    **kwargs: Any,
+) -> T:
     """``fn(*args, **kwargs)`` with client errors translated and retryable ones retried."""
     retry = retry or RetryPolicy()
     attempt = 0

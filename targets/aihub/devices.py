@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import UserError
-from targets.base import Device
+from harness.target import Device
 
 TARGET = "aihub"
 
@@ -53,7 +53,9 @@ def os_matches(os_version: str, spec: str) -> bool:
     if not spec.startswith("["):
         return os_version == spec or os_version.startswith(spec + ".")
     if not spec.endswith(")") or "," not in spec:
-        raise DeviceSelectionError(f"OS range {spec!r} is not of the form [low,high) (either side may be empty)")
+        raise DeviceSelectionError(
+            f"OS range {spec!r} is not of the form [low,high) (either side may be empty)"
+        )
     low, high = (s.strip() for s in spec[1:-1].split(",", 1))
     try:
         v = Version(os_version)
@@ -76,9 +78,18 @@ def to_device(name: str, os_version: str, attrs: Sequence[str], soc: str = "") -
     family = attribute(attrs, "os") or ""
     os_label = f"{family.capitalize()} {os_version}".strip() if family else os_version
     runtimes = [rt for rt, need in RUNTIMES.items() if need in attrs]
-    return Device(target=TARGET, name=name, chipset=attribute(attrs, "chipset"), os=os_label,
-                  attributes={"os_version": os_version, "hub_attributes": attrs, "runtimes": runtimes,
-                              "soc": soc})
+    return Device(
+        target=TARGET,
+        name=name,
+        chipset=attribute(attrs, "chipset"),
+        os=os_label,
+        attributes={
+            "os_version": os_version,
+            "hub_attributes": attrs,
+            "runtimes": runtimes,
+            "soc": soc,
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -92,7 +103,9 @@ class Selector:
         what, _, os_spec = text.partition("@")
         what = what.strip()
         if not what:
-            raise DeviceSelectionError(f"device selector {text!r} is empty; give a device name or chipset:NAME")
+            raise DeviceSelectionError(
+                f"device selector {text!r} is empty; give a device name or chipset:NAME"
+            )
         if os_spec:
             os_matches("0", os_spec)  # validates the range syntax
         return cls(text=text, what=what, os=os_spec.strip())
@@ -113,8 +126,14 @@ class Selector:
 def _close_matches(selector: Selector, devices: Sequence[Device]) -> list[str]:
     if selector.is_attribute:
         key = selector.what.split(":", 1)[0].lower()
-        pool = sorted({a for d in devices for a in d.attributes.get("hub_attributes", [])
-                       if a.lower().startswith(key + ":")})
+        pool = sorted(
+            {
+                a
+                for d in devices
+                for a in d.attributes.get("hub_attributes", [])
+                if a.lower().startswith(key + ":")
+            }
+        )
     else:
         pool = sorted({d.name for d in devices})
     lowered = {p.lower(): p for p in pool}
@@ -135,10 +154,17 @@ def select(devices: Sequence[Device], selectors: Sequence[str]) -> list[Device]:
             close = _close_matches(sel, devices)
             near = [d for d in devices if Selector(sel.text, sel.what, "").matches(d)]
             if near and sel.os:
-                oses = ", ".join(sorted({d.attributes.get("os_version", "") for d in near}, key=_version_key))
-                raise DeviceSelectionError(f"no AI Hub device {sel.what!r} with OS {sel.os}; it has OS {oses}")
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else \
-                "; `vitbench aihub devices` lists them"
+                oses = ", ".join(
+                    sorted({d.attributes.get("os_version", "") for d in near}, key=_version_key)
+                )
+                raise DeviceSelectionError(
+                    f"no AI Hub device {sel.what!r} with OS {sel.os}; it has OS {oses}"
+                )
+            hint = (
+                f"; did you mean {', '.join(repr(c) for c in close)}?"
+                if close
+                else "; `vitbench aihub devices` lists them"
+            )
             kind = "chipset or attribute" if sel.is_attribute else "device"
             raise DeviceSelectionError(f"no AI Hub {kind} matches {sel.what!r}{hint}")
         best = max(hits, key=lambda d: (_version_key(d.attributes.get("os_version", "")), d.name))
@@ -148,5 +174,10 @@ def select(devices: Sequence[Device], selectors: Sequence[str]) -> list[Device]:
 
 
 def device_row(d: Device) -> dict[str, Any]:
-    return {"name": d.name, "chipset": d.chipset, "os": d.os,
-            "runtimes": d.attributes.get("runtimes", []), "soc": d.attributes.get("soc", "")}
+    return {
+        "name": d.name,
+        "chipset": d.chipset,
+        "os": d.os,
+        "runtimes": d.attributes.get("runtimes", []),
+        "soc": d.attributes.get("soc", ""),
+    }

@@ -15,7 +15,7 @@ MB = 1024 * 1024
 UNITS = ("npu", "gpu", "cpu")
 
 
-@dataclass
+@dataclass(frozen=True)
 class HubProfile:
     samples_ms: list[float]
     metrics: dict[str, float] = field(default_factory=dict)
@@ -36,27 +36,27 @@ def _range_mb(v: Any) -> tuple[float, float] | None:
     return (float(lo) / MB, float(hi) / MB)
 
 
-def parse_profile(profile: dict[str, Any], asked_unit: str | None = None) -> HubProfile:
-    summary = profile.get("execution_summary") or {}
-    detail = profile.get("execution_detail") or []
-    warnings: list[str] = []
-
+def _samples(summary: dict[str, Any]) -> tuple[list[float], list[str]]:
+    """Per-iteration inference times (ms), or the one estimate the hub made, and a warning
+    when it is only that."""
     times = [t for t in (summary.get("all_inference_times") or []) if t is not None]
     if times:
-        samples = [float(t) / 1000.0 for t in times]
-    elif summary.get("estimated_inference_time"):
-        samples = [float(summary["estimated_inference_time"]) / 1000.0]
-        warnings.append("AI Hub reported one estimated inference time, not per-iteration times")
-    else:
-        raise ValueError("the AI Hub profile has no inference times")
+        return [float(t) / 1000.0 for t in times], []
+    if summary.get("estimated_inference_time"):
+        return [float(summary["estimated_inference_time"]) / 1000.0], [
+            "AI Hub reported one estimated inference time, not per-iteration times"
+        ]
+    raise ValueError("the AI Hub profile has no inference times")
 
+
+def _load_and_memory(summary: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+    """Cold and warm load times, and peak memory of inference and of each load."""
     metrics: dict[str, float] = {}
     units: dict[str, str] = {}
     for name, key in (("load_cold_ms", "first_load_time"), ("load_warm_ms", "warm_load_time")):
         ms = _us_to_ms(summary.get(key))
         if ms is not None:
             metrics[name] = ms
-
     peak = _range_mb(summary.get("inference_memory_peak_range"))
     if peak:
         metrics["peak_memory_mb"] = peak[1]  # the upper bound: what a budget must allow for
@@ -70,33 +70,77 @@ def parse_profile(profile: dict[str, Any], asked_unit: str | None = None) -> Hub
             name = f"load_{'cold' if stage == 'first_load' else 'warm'}_peak_memory_mb"
             metrics[name] = r[1]
             units[name] = "MB"
+    return metrics, units
 
-    counts = {u: 0 for u in UNITS}
-    times_by_unit = {u: 0.0 for u in UNITS}
-    for layer in detail:
-        unit = str(layer.get("compute_unit", "")).lower()
-        if unit in counts:
-            counts[unit] += 1
-            times_by_unit[unit] += float(layer.get("execution_time") or 0)
-    n_layers = sum(counts.values())
-    primary = ""
-    if n_layers:
-        for u in UNITS:
-            metrics[f"compute_share_{u}"] = counts[u] / n_layers
-        total_time = sum(times_by_unit.values())
+
+@dataclass(frozen=True)
+class _Layers:
+    """Layers per compute unit, and their time where the runtime reports it."""
+
+    counts: dict[str, int]
+    times: dict[str, float]
+
+    @classmethod
+    def of(cls, detail: list[dict[str, Any]]) -> _Layers:
+        counts = {u: 0 for u in UNITS}
+        times = {u: 0.0 for u in UNITS}
+        for layer in detail:
+            unit = str(layer.get("compute_unit", "")).lower()
+            if unit in counts:
+                counts[unit] += 1
+                times[unit] += float(layer.get("execution_time") or 0)
+        return cls(counts, times)
+
+    @property
+    def n(self) -> int:
+        return sum(self.counts.values())
+
+    def shares(self) -> tuple[dict[str, float], dict[str, str]]:
+        metrics = {f"compute_share_{u}": self.counts[u] / self.n for u in UNITS}
+        units: dict[str, str] = {}
+        total_time = sum(self.times.values())
         if total_time > 0:
             for u in UNITS:
-                metrics[f"compute_time_share_{u}"] = times_by_unit[u] / total_time
+                metrics[f"compute_time_share_{u}"] = self.times[u] / total_time
                 units[f"compute_time_share_{u}"] = "fraction"
-        primary = max(UNITS, key=lambda u: (times_by_unit[u] if total_time > 0 else counts[u], counts[u]))
-        asked = (asked_unit or "").lower()
-        if asked in UNITS and primary != asked:
-            warnings.append(
+        return metrics, units
+
+    def primary(self) -> str:
+        """The unit that ran most of the model: by time where known, else by layer count."""
+        timed = sum(self.times.values()) > 0
+        return max(
+            UNITS, key=lambda u: (self.times[u] if timed else self.counts[u], self.counts[u])
+        )
+
+    def fallback_warnings(self, asked: str) -> list[str]:
+        """What to say when layers ran elsewhere than on the unit asked for."""
+        if asked not in UNITS:
+            return []
+        primary, n, on_asked = self.primary(), self.n, self.counts[asked]
+        if primary != asked:
+            return [
                 f"ran mostly on {primary.upper()} although {asked.upper()} was asked for "
-                f"({counts[asked]} of {n_layers} layers on {asked.upper()}): "
+                f"({on_asked} of {n} layers on {asked.upper()}): "
                 f"{'CPU fallback' if primary == 'cpu' else 'fallback'}"
-            )
-        elif asked in UNITS and counts[asked] < n_layers:
-            warnings.append(f"{n_layers - counts[asked]} of {n_layers} layers did not run on {asked.upper()}")
-    return HubProfile(samples_ms=samples, metrics=metrics, units=units, compute_unit=primary,
-                      warnings=warnings, layers={u: counts[u] for u in UNITS if n_layers})
+            ]
+        if on_asked < n:
+            return [f"{n - on_asked} of {n} layers did not run on {asked.upper()}"]
+        return []
+
+
+def parse_profile(profile: dict[str, Any], asked_unit: str | None = None) -> HubProfile:
+    summary = profile.get("execution_summary") or {}
+    samples, warnings = _samples(summary)
+    metrics, units = _load_and_memory(summary)
+    layers = _Layers.of(profile.get("execution_detail") or [])
+    if not layers.n:
+        return HubProfile(samples_ms=samples, metrics=metrics, units=units, warnings=warnings)
+    shares, share_units = layers.shares()
+    return HubProfile(
+        samples_ms=samples,
+        metrics=metrics | shares,
+        units=units | share_units,
+        compute_unit=layers.primary(),
+        warnings=warnings + layers.fallback_warnings((asked_unit or "").lower()),
+        layers=dict(layers.counts),
+    )

@@ -27,11 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from targets.android_device import ABI_MACHINE
+from targets.android.device import ABI_MACHINE
 
 KINDS = ("executorch", "onnxruntime")
 FORMAT_KIND = {"executorch": "executorch", "onnx": "onnxruntime"}
-ENV_RUNNER = {"executorch": "VITBENCH_ANDROID_EXECUTOR_RUNNER", "onnxruntime": "VITBENCH_ANDROID_ORT_PERF_TEST"}
+ENV_RUNNER = {
+    "executorch": "VITBENCH_ANDROID_EXECUTOR_RUNNER",
+    "onnxruntime": "VITBENCH_ANDROID_ORT_PERF_TEST",
+}
 MACHINE_NAMES = {183: "aarch64 (arm64-v8a)", 40: "arm (armeabi-v7a)", 62: "x86-64", 3: "x86"}
 
 
@@ -58,26 +61,32 @@ def runner_kind(path: Path, declared: str | None = None) -> str:
     return "onnxruntime" if "perf_test" in path.name else "executorch"
 
 
-def resolve_runner(artifact_format: str, options: dict[str, Any], configured: dict[str, str] | None = None) -> Runner:
+def resolve_runner(
+    artifact_format: str, options: dict[str, Any], configured: dict[str, str] | None = None
+) -> Runner:
     """The runner for an artifact: ``options["runner"]``, else the target's configured one for
     the format, else the environment variable."""
     want = FORMAT_KIND.get(artifact_format)
     if want is None:
-        raise RunnerError(f"phones on adb run executorch (.pte) and onnx artifacts, not {artifact_format!r}")
+        raise RunnerError(
+            f"phones on adb run executorch (.pte) and onnx artifacts, not {artifact_format!r}"
+        )
     spec = options.get("runner") or (configured or {}).get(want) or os.environ.get(ENV_RUNNER[want])
     if not spec:
         prog = "executor_runner" if want == "executorch" else "onnxruntime_perf_test"
         raise RunnerError(
-            f"no runner for {artifact_format} artifacts: build {prog} for Android (README, 'Android phones') "
-            f"and pass --runner PATH or set {ENV_RUNNER[want]}"
+            f"no runner for {artifact_format} artifacts: build {prog} for Android "
+            f"(README, 'Android phones') and pass --runner PATH or set {ENV_RUNNER[want]}"
         )
     path = Path(spec).expanduser()
     if not path.is_file():
         raise RunnerError(f"runner {path} does not exist")
     kind = runner_kind(path, options.get("runner_kind"))
     if kind != want:
-        raise RunnerError(f"runner {path.name} ({kind}) cannot run a {artifact_format} artifact; "
-                          f"it needs {'executor_runner' if want == 'executorch' else 'onnxruntime_perf_test'}")
+        raise RunnerError(
+            f"runner {path.name} ({kind}) cannot run a {artifact_format} artifact; "
+            f"it needs {'executor_runner' if want == 'executorch' else 'onnxruntime_perf_test'}"
+        )
     extra = tuple(Path(p).expanduser() for p in options.get("runner_files", ()))
     for p in extra:
         if not p.is_file():
@@ -104,12 +113,15 @@ def check_runner_abi(runner: Runner, abi: str) -> str:
     if machine is None:
         if magic == b"#!":
             return f"{runner.name} is a script; its ABI is not checked"
-        raise RunnerError(f"runner {runner.path} is not an executable for Android (no ELF header); "
-                          "build it with the Android NDK toolchain")
+        raise RunnerError(
+            f"runner {runner.path} is not an executable for Android (no ELF header); "
+            "build it with the Android NDK toolchain"
+        )
     want = ABI_MACHINE.get(abi)
     if want is not None and machine != want:
         raise RunnerError(
-            f"runner {runner.path.name} is built for {MACHINE_NAMES.get(machine, f'machine {machine}')}, "
+            f"runner {runner.path.name} is built for "
+            f"{MACHINE_NAMES.get(machine, f'machine {machine}')}, "
             f"the phone is {abi}: rebuild it with -DANDROID_ABI={abi}"
         )
     return ""
@@ -123,9 +135,18 @@ def help_flags(text: str) -> set[str]:
 BASE_ET_FLAGS = {"model_path", "num_executions"}
 
 
-def runner_args(runner: Runner, model: str, executions: int, threads: int | None, *,
-                flags: set[str] | None = None, etdump: str | None = None, ort_ep: str = "cpu",
-                inputs: list[str] | None = None, output_prefix: str | None = None) -> list[str]:
+def runner_args(
+    runner: Runner,
+    model: str,
+    executions: int,
+    threads: int | None,
+    *,
+    flags: set[str] | None = None,
+    etdump: str | None = None,
+    ort_ep: str = "cpu",
+    inputs: list[str] | None = None,
+    output_prefix: str | None = None,
+) -> list[str]:
     """The runner's command line (without the runner itself)."""
     if runner.kind == "executorch":
         flags = flags or BASE_ET_FLAGS
@@ -165,7 +186,7 @@ ORT_PEAK = re.compile(r"Peak working set size: (\d+) bytes")
 ORT_LATENCY = re.compile(r"^(Min|Max|P50|P90|P95|P99|P999) Latency: " + _NUM + " s", flags=re.M)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunnerOutput:
     """What one runner process reported."""
 
@@ -178,34 +199,44 @@ class RunnerOutput:
     summary: dict[str, float] = field(default_factory=dict)  # the runner's own statistics
 
 
+def _number(pattern: re.Pattern[str], text: str, scale: float = 1.0) -> float | None:
+    m = pattern.search(text)
+    return float(m.group(1)) * scale if m else None
+
+
 def parse_executor_runner(text: str) -> RunnerOutput:
-    out = RunnerOutput()
-    out.samples_ms = [float(m.group(3)) for m in ET_ITERATION.finditer(text)]
-    if m := ET_LOADED.search(text):
-        out.load_ms = float(m.group(1))
+    samples = [float(m.group(3)) for m in ET_ITERATION.finditer(text)]
+    executions = total = None
+    summary: dict[str, float] = {}
     if m := ET_TOTAL.search(text):
-        out.executions, out.total_ms = int(m.group(1)), float(m.group(2))
-        out.summary["mean_ms"] = out.total_ms / max(out.executions, 1)
-    if out.samples_ms:
-        out.first_inference_ms = out.samples_ms[0]
-    return out
+        executions, total = int(m.group(1)), float(m.group(2))
+        summary["mean_ms"] = total / max(executions, 1)
+    return RunnerOutput(
+        samples_ms=samples,
+        load_ms=_number(ET_LOADED, text),
+        first_inference_ms=samples[0] if samples else None,
+        total_ms=total,
+        executions=executions,
+        summary=summary,
+    )
 
 
 def parse_perf_test(text: str) -> RunnerOutput:
-    out = RunnerOutput()
-    out.samples_ms = [float(m.group(2)) * 1e3 for m in ORT_ITERATION.finditer(text)]
-    if m := ORT_SESSION.search(text):
-        out.load_ms = float(m.group(1)) * 1e3
-    if m := ORT_FIRST.search(text):
-        out.first_inference_ms = float(m.group(1))
-    if m := ORT_AVERAGE.search(text):
-        out.summary["mean_ms"] = float(m.group(1))
+    samples = [float(m.group(2)) * 1e3 for m in ORT_ITERATION.finditer(text)]
+    summary: dict[str, float] = {}
+    if (mean := _number(ORT_AVERAGE, text)) is not None:
+        summary["mean_ms"] = mean
     if m := ORT_PEAK.search(text):
-        out.summary["peak_working_set_mb"] = int(m.group(1)) / 2**20
+        summary["peak_working_set_mb"] = int(m.group(1)) / 2**20
     for m in ORT_LATENCY.finditer(text):
-        out.summary[f"{m.group(1).lower()}_ms"] = float(m.group(2)) * 1e3
-    out.executions = len(out.samples_ms) or None
-    return out
+        summary[f"{m.group(1).lower()}_ms"] = float(m.group(2)) * 1e3
+    return RunnerOutput(
+        samples_ms=samples,
+        load_ms=_number(ORT_SESSION, text, 1e3),
+        first_inference_ms=_number(ORT_FIRST, text),
+        executions=len(samples) or None,
+        summary=summary,
+    )
 
 
 def parse_output(kind: str, text: str) -> RunnerOutput:

@@ -1,17 +1,19 @@
-"""The hosts that agent-based targets measure on: Macs for the apple target, any machine that
-runs Python (ARM boards with MediaTek or Qualcomm chips) for the remote target.
+"""The hosts file: the hosts that agent-based targets measure on, Macs for the apple target and
+any machine that runs Python (ARM boards with MediaTek or Qualcomm chips) for the remote
+target.
 
 One TOML file, ``~/.config/vitbench/hosts.toml`` (or the file ``VITBENCH_HOSTS`` names), one
 table per host; the table name is the device name vitbench shows::
 
     [hosts.mac-mini-1]
-    target = "apple"                 # "apple" (a Mac) or "remote" (any host with Python)
-    ssh = "mac-mini-1"               # ssh destination: a Host alias from ~/.ssh/config or user@host;
-                                     # "local" runs on this machine (default: the table name)
-    python = "/opt/homebrew/bin/python3"   # default "python3" (local: the Python running vitbench)
-    cache_dir = "~/.cache/vitbench-agent"  # on the host, for the agent and the artifacts
-    keep_cache = false               # true: copied artifacts stay for the next run
-    ssh_config = "~/.ssh/config-lab" # optional, passed as `ssh -F`; default: ssh's own config
+    target = "apple"            # "apple" (a Mac) or "remote" (any host with Python)
+    ssh = "mac-mini-1"          # ssh destination: a Host alias from ~/.ssh/config or
+                                # user@host; "local" runs on this machine (default: the
+                                # table name)
+    python = "/opt/homebrew/bin/python3"  # default "python3" (local: vitbench's Python)
+    cache_dir = "~/.cache/vitbench-agent" # on the host, for the agent and the artifacts
+    keep_cache = false          # true: copied artifacts stay for the next run
+    ssh_config = "~/.ssh/lab"   # optional, passed as `ssh -F`; default: ssh's own config
     connect_timeout_s = 10
 
 On a Mac the apple target also lists ``local`` (this machine) without any file.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -69,16 +72,22 @@ def _host(name: str, table: Any, where: Path) -> HostConfig:
         raise HostConfigError(f"{where}: [hosts.{name}] must be a table")
     known = {f.name for f in fields(HostConfig)} - {"name"}
     unknown = sorted(set(table) - known)
+    at = f"{where}: [hosts.{name}]"
     if unknown:
-        raise HostConfigError(f"{where}: [hosts.{name}] has unknown keys {', '.join(unknown)}; "
-                              f"known: {', '.join(sorted(known))}")
+        raise HostConfigError(
+            f"{at} has unknown keys {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     host = HostConfig(name=name, **table)
     if host.target not in HOST_TARGETS:
-        raise HostConfigError(f"{where}: [hosts.{name}] target {host.target!r} is not one of {', '.join(HOST_TARGETS)}")
+        raise HostConfigError(
+            f"{at} target {host.target!r} is not one of {', '.join(HOST_TARGETS)}"
+        )
     if host.destination.startswith("-"):
-        raise HostConfigError(f"{where}: [hosts.{name}] ssh destination {host.destination!r} may not start with '-'")
-    if not isinstance(host.keep_cache, bool) or not isinstance(host.connect_timeout_s, (int, float)):
-        raise HostConfigError(f"{where}: [hosts.{name}] keep_cache must be true/false and connect_timeout_s a number")
+        raise HostConfigError(f"{at} ssh destination {host.destination!r} may not start with '-'")
+    if not isinstance(host.keep_cache, bool) or not isinstance(
+        host.connect_timeout_s, (int, float)
+    ):
+        raise HostConfigError(f"{at} keep_cache must be true/false and connect_timeout_s a number")
     return host
 
 
@@ -90,18 +99,13 @@ def load_hosts(target: str | None = None) -> list[HostConfig]:
             raise HostConfigError(f"{HOSTS_ENV} names {path}, which does not exist")
         return []
     try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ModuleNotFoundError:
-            raise HostConfigError("reading the hosts file needs Python 3.11+ or `pip install tomli`") from None
-    try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise HostConfigError(f"{path}: {exc}") from None
     extra = sorted(set(data) - {"hosts"})
     if extra:
-        raise HostConfigError(f"{path}: unknown tables {', '.join(extra)}; hosts go under [hosts.NAME]")
+        raise HostConfigError(
+            f"{path}: unknown tables {', '.join(extra)}; hosts go under [hosts.NAME]"
+        )
     hosts = [_host(name, table, path) for name, table in (data.get("hosts") or {}).items()]
     return [h for h in hosts if target is None or h.target == target]

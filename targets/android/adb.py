@@ -116,11 +116,15 @@ class _Conn:
         try:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
-            hint = ("start it with `adb start-server` and check that `adb devices` lists the phone"
-                    if shutil.which("adb") else
-                    "adb is not installed: install Android SDK platform-tools, run `adb start-server`, "
-                    "and check that `adb devices` lists the phone")
-            raise AdbServerUnreachable(f"no adb server at {host}:{port} ({exc.strerror or exc}); {hint}") from None
+            hint = (
+                "start it with `adb start-server` and check that `adb devices` lists the phone"
+                if shutil.which("adb")
+                else "adb is not installed: install Android SDK platform-tools, run "
+                "`adb start-server`, and check that `adb devices` lists the phone"
+            )
+            raise AdbServerUnreachable(
+                f"no adb server at {host}:{port} ({exc.strerror or exc}); {hint}"
+            ) from None
         self.sock.settimeout(timeout)
 
     def close(self) -> None:
@@ -210,7 +214,9 @@ class AdbClient:
             c.request(f"host:transport:{serial}")
         except AdbError as exc:
             c.close()
-            raise DeviceNotFound(f"device {serial!r} is not attached ({exc}); `adb devices` lists the attached ones") from None
+            raise DeviceNotFound(
+                f"device {serial!r} is not attached ({exc}); `adb devices` lists the attached ones"
+            ) from None
         except BaseException:
             c.close()
             raise
@@ -223,8 +229,10 @@ class AdbClient:
                 try:
                     c.request(f"host-serial:{serial}:features")
                 except AdbError as exc:
-                    raise DeviceNotFound(f"device {serial!r} is not attached ({exc}); "
-                                         "`adb devices` lists the attached ones") from None
+                    raise DeviceNotFound(
+                        f"device {serial!r} is not attached ({exc}); "
+                        "`adb devices` lists the attached ones"
+                    ) from None
                 self._features[serial] = set(c.read_hex_string().strip().split(","))
         return self._features[serial]
 
@@ -245,7 +253,9 @@ class AdbClient:
                 try:
                     kind, data = self._shell_packet(c)
                 except DeviceGone as exc:
-                    raise DeviceGone(str(exc), out.decode(errors="replace"), err.decode(errors="replace")) from None
+                    raise DeviceGone(
+                        str(exc), out.decode(errors="replace"), err.decode(errors="replace")
+                    ) from None
                 if kind == SHELL_STDOUT:
                     out += data
                 elif kind == SHELL_STDERR:
@@ -265,7 +275,9 @@ class AdbClient:
                 except TimeoutError:
                     raise
                 except OSError as exc:
-                    raise DeviceGone(f"connection lost ({exc})", out.decode(errors="replace")) from None
+                    raise DeviceGone(
+                        f"connection lost ({exc})", out.decode(errors="replace")
+                    ) from None
                 if not chunk:
                     break
                 out += chunk
@@ -274,7 +286,7 @@ class AdbClient:
         if not found:
             raise DeviceGone("the shell stream ended before the command finished", text)
         last = found[-1]  # stderr may still arrive after the mark: keep it
-        return ShellResult(text[:last.start()] + text[last.end():], "", int(last.group(1)))
+        return ShellResult(text[: last.start()] + text[last.end() :], "", int(last.group(1)))
 
     @staticmethod
     def _shell_packet(c: _Conn) -> tuple[int, bytes]:
@@ -312,8 +324,14 @@ class AdbClient:
             self._sync_send(c, b"QUIT", b"")
         return RemoteStat(mode, size, mtime)
 
-    def push(self, serial: str, local: str | Path, remote: str, mode: int = 0o644,
-             timeout: float | None = None) -> int:
+    def push(
+        self,
+        serial: str,
+        local: str | Path,
+        remote: str,
+        mode: int = 0o644,
+        timeout: float | None = None,
+    ) -> int:
         """Copy a local file to ``remote``; returns the bytes sent."""
         local = Path(local)
         sent = 0
@@ -325,13 +343,17 @@ class AdbClient:
             c.send(b"DONE" + struct.pack("<I", int(local.stat().st_mtime)))
             ident, length = self._sync_reply(c)
             if ident == b"FAIL":
-                raise AdbError(f"push {local.name} -> {remote}: {c.read(length).decode(errors='replace')}")
+                raise AdbError(
+                    f"push {local.name} -> {remote}: {c.read(length).decode(errors='replace')}"
+                )
             if ident != b"OKAY":
                 raise AdbError(f"unexpected sync reply {ident!r} to SEND")
             self._sync_send(c, b"QUIT", b"")
         return sent
 
-    def pull(self, serial: str, remote: str, local: str | Path, timeout: float | None = None) -> int:
+    def pull(
+        self, serial: str, remote: str, local: str | Path, timeout: float | None = None
+    ) -> int:
         """Copy ``remote`` to a local file; returns the bytes received."""
         local = Path(local)
         tmp = local.with_name(local.name + ".part")

@@ -40,8 +40,10 @@ def flatc_and_schema() -> tuple[str, Path]:
     """The flatc executable and the ETDump schema from the installed executorch wheel."""
     root = _executorch_dir()
     flatc = root / "data/bin/flatc"
-    return (str(flatc) if flatc.is_file() else os.environ.get("FLATC_EXECUTABLE", "flatc"),
-            root / "devtools/etdump" / SCHEMA)
+    return (
+        str(flatc) if flatc.is_file() else os.environ.get("FLATC_EXECUTABLE", "flatc"),
+        root / "devtools/etdump" / SCHEMA,
+    )
 
 
 def read_etdump(path: str | Path) -> dict[str, Any]:
@@ -53,8 +55,22 @@ def read_etdump(path: str | Path) -> dict[str, Any]:
         src = Path(d) / "dump.bin"
         src.write_bytes(Path(path).read_bytes())
         for extra in (["--size-prefixed"], []):
-            proc = subprocess.run([flatc, *extra, "--json", "--strict-json", "--raw-binary", "-o", d,
-                                   str(Path(d) / SCHEMA), "--", str(src)], capture_output=True, text=True)
+            proc = subprocess.run(
+                [
+                    flatc,
+                    *extra,
+                    "--json",
+                    "--strict-json",
+                    "--raw-binary",
+                    "-o",
+                    d,
+                    str(Path(d) / SCHEMA),
+                    "--",
+                    str(src),
+                ],
+                capture_output=True,
+                text=True,
+            )
             out = Path(d) / "dump.json"
             if proc.returncode == 0 and out.is_file():
                 doc = json.loads(out.read_text())
@@ -63,7 +79,7 @@ def read_etdump(path: str | Path) -> dict[str, Any]:
     raise UserError(f"{path} is not an ETDump the installed executorch can read")
 
 
-@dataclass
+@dataclass(frozen=True)
 class BackendTimes:
     """Per execution (in order): its time, the part in delegate calls and the part in
     portable CPU kernels (ms)."""
@@ -92,7 +108,7 @@ def backend_times(etdump: dict[str, Any]) -> BackendTimes:
     """Split each ``Method::execute`` into its DELEGATE_CALL and OPERATOR_CALL events (an event
     belongs to the execution whose interval holds its start)."""
     spans, calls = [], []
-    out = BackendTimes()
+    load_method_ms = None
     for run in etdump.get("run_data") or []:
         for event in run.get("events") or []:
             pe = event.get("profile_event")
@@ -105,15 +121,19 @@ def backend_times(etdump: dict[str, Any]) -> BackendTimes:
             elif name in ("DELEGATE_CALL", "OPERATOR_CALL"):
                 calls.append((start, (end - start) / 1e6, name == "DELEGATE_CALL"))
             elif name == "Program::load_method":
-                out.load_method_ms = (end - start) / 1e6
+                load_method_ms = (end - start) / 1e6
     spans.sort()
-    out.execute_ms = [(e - s) / 1e6 for s, e in spans]
-    out.delegate_ms = [0.0] * len(spans)
-    out.operator_ms = [0.0] * len(spans)
+    delegate_ms = [0.0] * len(spans)
+    operator_ms = [0.0] * len(spans)
     starts = [s for s, _ in spans]
     for start, ms, delegated in calls:
         i = bisect.bisect_right(starts, start) - 1
         if i < 0 or start > spans[i][1]:
             continue
-        (out.delegate_ms if delegated else out.operator_ms)[i] += ms
-    return out
+        (delegate_ms if delegated else operator_ms)[i] += ms
+    return BackendTimes(
+        execute_ms=[(e - s) / 1e6 for s, e in spans],
+        delegate_ms=delegate_ms,
+        operator_ms=operator_ms,
+        load_method_ms=load_method_ms,
+    )

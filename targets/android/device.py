@@ -35,14 +35,35 @@ CHIPSETS: dict[str, tuple[str, str]] = {
 }
 # ro.board.platform code names where ro.soc.model is missing (Android < 12)
 PLATFORMS: dict[str, str] = {
-    "sun": "SM8750", "pineapple": "SM8650", "kalama": "SM8550", "taro": "SM8450",
-    "mt6991": "MT6991", "mt6989": "MT6989", "mt6985": "MT6985", "mt6983": "MT6983",
-    "zumapro": "TENSOR G4", "zuma": "TENSOR G3", "gs201": "TENSOR G2",
-    "s5e9945": "S5E9945", "exynos2400": "S5E9945", "s5e9925": "S5E9925",
+    "sun": "SM8750",
+    "pineapple": "SM8650",
+    "kalama": "SM8550",
+    "taro": "SM8450",
+    "mt6991": "MT6991",
+    "mt6989": "MT6989",
+    "mt6985": "MT6985",
+    "mt6983": "MT6983",
+    "zumapro": "TENSOR G4",
+    "zuma": "TENSOR G3",
+    "gs201": "TENSOR G2",
+    "s5e9945": "S5E9945",
+    "exynos2400": "S5E9945",
+    "s5e9925": "S5E9925",
 }
-VENDORS = {"QTI": "Qualcomm", "QUALCOMM": "Qualcomm", "MEDIATEK": "MediaTek", "GOOGLE": "Google",
-           "SAMSUNG": "Samsung"}
-ABI_MACHINE = {"arm64-v8a": 183, "armeabi-v7a": 40, "armeabi": 40, "x86_64": 62, "x86": 3}  # ELF e_machine
+VENDORS = {
+    "QTI": "Qualcomm",
+    "QUALCOMM": "Qualcomm",
+    "MEDIATEK": "MediaTek",
+    "GOOGLE": "Google",
+    "SAMSUNG": "Samsung",
+}
+ABI_MACHINE = {
+    "arm64-v8a": 183,
+    "armeabi-v7a": 40,
+    "armeabi": 40,
+    "x86_64": 62,
+    "x86": 3,
+}  # ELF e_machine
 THERMAL_STATUS = ("NONE", "LIGHT", "MODERATE", "SEVERE", "CRITICAL", "EMERGENCY", "SHUTDOWN")
 
 
@@ -61,14 +82,22 @@ def chipset(props: dict[str, str]) -> tuple[str, str, str]:
     if key in CHIPSETS:
         slug, name = CHIPSETS[key]
         return slug, name, model or key
-    vendor = VENDORS.get(props.get("ro.soc.manufacturer", "").upper(), props.get("ro.soc.manufacturer", ""))
+    vendor = VENDORS.get(
+        props.get("ro.soc.manufacturer", "").upper(), props.get("ro.soc.manufacturer", "")
+    )
     raw = model or props.get("ro.board.platform", "") or props.get("ro.hardware", "unknown")
-    return re.sub(r"[^a-z0-9]+", "-", f"{vendor} {raw}".lower()).strip("-"), f"{vendor} {raw}".strip(), raw
+    return (
+        re.sub(r"[^a-z0-9]+", "-", f"{vendor} {raw}".lower()).strip("-"),
+        f"{vendor} {raw}".strip(),
+        raw,
+    )
 
 
 def device_info_command() -> str:
-    return (f"getprop; echo {SEP}; cat /proc/meminfo; echo {SEP}; id -u; echo {SEP}; "
-            "if command -v su >/dev/null 2>&1; then su -c 'id -u' 2>/dev/null; fi")
+    return (
+        f"getprop; echo {SEP}; cat /proc/meminfo; echo {SEP}; id -u; echo {SEP}; "
+        "if command -v su >/dev/null 2>&1; then su -c 'id -u' 2>/dev/null; fi"
+    )
 
 
 @dataclass(frozen=True)
@@ -98,22 +127,33 @@ def parse_device_info(serial: str, text: str) -> PhoneInfo:
     slug, name, soc_model = chipset(props)
     model = props.get("ro.product.marketname") or props.get("ro.product.model", serial)
     return PhoneInfo(
-        serial=serial, model=model, manufacturer=props.get("ro.product.manufacturer", ""),
-        android=props.get("ro.build.version.release", ""), sdk=int(props.get("ro.build.version.sdk", "0") or 0),
-        soc_manufacturer=props.get("ro.soc.manufacturer", ""), soc_model=soc_model, chipset=slug,
-        chipset_name=name, abi=props.get("ro.product.cpu.abi", ""),
-        ram_mb=int(mem.group(1)) // 1024 if mem else 0, rooted=uid == "0" or su_uid == "0",
+        serial=serial,
+        model=model,
+        manufacturer=props.get("ro.product.manufacturer", ""),
+        android=props.get("ro.build.version.release", ""),
+        sdk=int(props.get("ro.build.version.sdk", "0") or 0),
+        soc_manufacturer=props.get("ro.soc.manufacturer", ""),
+        soc_model=soc_model,
+        chipset=slug,
+        chipset_name=name,
+        abi=props.get("ro.product.cpu.abi", ""),
+        ram_mb=int(mem.group(1)) // 1024 if mem else 0,
+        rooted=uid == "0" or su_uid == "0",
     )
 
 
 # -- state ------------------------------------------------------------------------------------
 
+
 def state_command() -> str:
-    return (f"dumpsys thermalservice 2>/dev/null; echo {SEP}; dumpsys battery 2>/dev/null; echo {SEP}; "
-            f"dumpsys power 2>/dev/null | grep -E 'mWakefulness=|Display Power'; echo {SEP}; "
-            "for d in /sys/devices/system/cpu/cpu[0-9]*; do "
-            'echo "${d##*/} $(cat $d/cpufreq/scaling_cur_freq 2>/dev/null) '
-            "$(cat $d/cpufreq/cpuinfo_max_freq 2>/dev/null) $(cat $d/cpufreq/scaling_governor 2>/dev/null)\"; done")
+    return (
+        f"dumpsys thermalservice 2>/dev/null; echo {SEP}; dumpsys battery 2>/dev/null; echo {SEP}; "
+        f"dumpsys power 2>/dev/null | grep -E 'mWakefulness=|Display Power'; echo {SEP}; "
+        "for d in /sys/devices/system/cpu/cpu[0-9]*; do "
+        'echo "${d##*/} $(cat $d/cpufreq/scaling_cur_freq 2>/dev/null) '
+        "$(cat $d/cpufreq/cpuinfo_max_freq 2>/dev/null) "
+        '$(cat $d/cpufreq/scaling_governor 2>/dev/null)"; done'
+    )
 
 
 @dataclass(frozen=True)
@@ -171,7 +211,13 @@ def parse_state(text: str) -> PhoneState:
     cpus = []
     for line in parts[3].splitlines():
         f = line.split()
-        if len(f) >= 3 and f[0].startswith("cpu") and f[0][3:].isdigit() and f[1].isdigit() and f[2].isdigit():
+        if (
+            len(f) >= 3
+            and f[0].startswith("cpu")
+            and f[0][3:].isdigit()
+            and f[1].isdigit()
+            and f[2].isdigit()
+        ):
             cpus.append(CpuFreq(int(f[0][3:]), int(f[1]), int(f[2]), f[3] if len(f) > 3 else ""))
     return PhoneState(
         thermal_status=int(thermal.group(1)) if thermal else None,

@@ -9,10 +9,20 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 if TYPE_CHECKING:  # pragma: no cover
-    from reports.report import Report
+    from reports.results import RunResults
 
-RUN_FIELDS = ("id", "plan_name", "plan_hash", "git_commit", "started_at", "finished_at", "status",
-              "total_cells", "environment", "tool_versions")
+RUN_FIELDS = (
+    "id",
+    "plan_name",
+    "plan_hash",
+    "git_commit",
+    "started_at",
+    "finished_at",
+    "status",
+    "total_cells",
+    "environment",
+    "tool_versions",
+)
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -30,14 +40,14 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def render_csv(report: Report) -> str:
+def render_csv(report: RunResults) -> str:
     return report.cells.to_csv(index=False, lineterminator="\n")
 
 
-def render_json(report: Report) -> str:
+def render_json(report: RunResults) -> str:
     doc = {
         "run": {k: report.run.get(k) for k in RUN_FIELDS},
-        "gate": {"verdict": report.gate, "note": report.cells.attrs.get("gate_note") or None},
+        "gate": {"verdict": report.verdict, "note": report.gate_note or None},
         "cells": records(report.cells),
         "history": report.history.to_dict() if report.history else None,
     }

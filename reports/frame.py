@@ -14,8 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from harness.errors import UserError
+from harness.gate import GateResult, cell_parity
 from harness.store import DEFAULT_STORE, Store, StoreError, open_store
+from reports.stored_run import StoredRun
 
 # metric name in the store -> column in the frame
 METRIC_COLUMNS = {
@@ -49,11 +50,40 @@ METRIC_COLUMNS = {
     "accuracy_reference": "accuracy_reference",
 }
 SHARE_COLUMNS = ("share_npu", "share_gpu", "share_cpu")
-IDENTITY_COLUMNS = ["run_id", "cell_id", "cell_key", "model", "model_hash", "export", "precision", "target",
-                    "device", "chipset", "os", "runtime", "compute_unit", "artifact_sha256", "status",
-                    "failure_kind", "failure_reason", "attempts"]
-RUN_FRAME_COLUMNS = (IDENTITY_COLUMNS + list(METRIC_COLUMNS.values())
-                     + ["accuracy_metric", "accuracy_retention", "verdict", "verdict_reasons", "warnings"])
+IDENTITY_COLUMNS = [
+    "run_id",
+    "cell_id",
+    "cell_key",
+    "model",
+    "model_hash",
+    "export",
+    "precision",
+    "target",
+    "device",
+    "chipset",
+    "os",
+    "runtime",
+    "compute_unit",
+    "artifact_sha256",
+    "status",
+    "failure_kind",
+    "failure_reason",
+    "attempts",
+]
+# the stored parity judgement (harness.gate.cell_parity): passed / failed, and what failed
+PARITY_COLUMNS = ["parity_status", "parity_failures"]
+CELL_FRAME_COLUMNS = (
+    IDENTITY_COLUMNS
+    + list(METRIC_COLUMNS.values())
+    + PARITY_COLUMNS
+    + ["accuracy_metric", "accuracy_retention", "warnings"]
+)
+RUN_FRAME_COLUMNS = (
+    IDENTITY_COLUMNS
+    + list(METRIC_COLUMNS.values())
+    + PARITY_COLUMNS
+    + ["accuracy_metric", "accuracy_retention", "verdict", "verdict_reasons", "warnings"]
+)
 
 
 def open_results(url: str | Path | None = None) -> Store:
@@ -65,84 +95,96 @@ def open_results(url: str | Path | None = None) -> Store:
     if "://" not in url or url.startswith("sqlite:"):
         path = Path(url.removeprefix("sqlite:///").removeprefix("sqlite://"))
         if not path.is_file():
-            raise StoreError(f"no results store at {path}; pass --store or set VITBENCH_STORE "
-                             f"(`vitbench run` creates one)")
+            raise StoreError(
+                f"no results store at {path}; pass --store or set VITBENCH_STORE "
+                f"(`vitbench run` creates one)"
+            )
     return open_store(url)
 
 
-def cell_label(row: Any) -> str:
-    """``lite · onnx · host:host``: what a reader calls a cell."""
-    return f"{row['model']} · {row['export']} · {row['target']}:{row['device']}"
-
-
-def _metric_table(store: Store, cell_ids: list[int]) -> dict[int, dict[str, tuple[float, str]]]:
-    out: dict[int, dict[str, tuple[float, str]]] = {c: {} for c in cell_ids}
-    for m in store.metrics(cell_ids):
-        out[int(m["cell_id"])][m["name"]] = (float(m["value"]), m["unit"])
+def _metric_table(metric_rows: list[dict[str, Any]]) -> dict[int, dict[str, tuple[float, str]]]:
+    out: dict[int, dict[str, tuple[float, str]]] = {}
+    for m in metric_rows:
+        out.setdefault(int(m["cell_id"]), {})[m["name"]] = (float(m["value"]), m["unit"])
     return out
 
 
+def _cell_row(c: dict[str, Any], m: dict[str, tuple[float, str]]) -> dict[str, Any]:
+    spec = c.get("export_spec") or {}
+    details = c.get("details") or {}
+    row: dict[str, Any] = {
+        "run_id": c["run_id"],
+        "cell_id": int(c["id"]),
+        "cell_key": c["cell_key"],
+        "model": c["model_name"],
+        "model_hash": c["model_hash"],
+        "export": c["export_label"],
+        "precision": spec.get("precision") or "",
+        "target": c["target"],
+        "device": c["device_name"],
+        "chipset": c["device_chipset"],
+        "os": c["device_os"],
+        "runtime": c["runtime"] or "",
+        "compute_unit": c["compute_unit"] or "",
+        "artifact_sha256": c["artifact_sha256"] or "",
+        "status": c["status"],
+        "failure_kind": c["failure_kind"] or "",
+        "failure_reason": c["failure_reason"] or "",
+        "attempts": int(c["attempts"]),
+    }
+    for name, col in METRIC_COLUMNS.items():
+        row[col] = m[name][0] if name in m else math.nan
+    # the judgement made when the cell was measured, never a re-check here
+    parity = cell_parity(c, {name: value for name, (value, _) in m.items()})
+    row["parity_status"] = parity.status if parity else ""
+    row["parity_failures"] = "; ".join(parity.failures) if parity else ""
+    row["accuracy_metric"] = m["accuracy"][1] if "accuracy" in m else ""
+    ref = row["accuracy_reference"]
+    kept = row["accuracy"] / ref if ref and ref == ref and ref > 0 else math.nan
+    row["accuracy_retention"] = kept
+    row["warnings"] = "; ".join(str(w) for w in details.get("warnings") or [])
+    return row
+
+
+def rows_frame(cell_rows: list[dict[str, Any]], metric_rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Stored cells with their metrics as columns (no verdicts), from rows already read."""
+    metrics = _metric_table(metric_rows)
+    rows = [_cell_row(c, metrics.get(int(c["id"]), {})) for c in cell_rows]
+    return pd.DataFrame(rows, columns=CELL_FRAME_COLUMNS)
+
+
 def cells_frame(store: Store, run_ids: list[str]) -> pd.DataFrame:
-    """Every cell of ``run_ids`` with its metrics as columns (no verdicts)."""
+    """Every cell of ``run_ids`` with its metrics as columns (no verdicts): two reads."""
     cells = store.cells(run_ids)
-    metrics = _metric_table(store, [int(c["id"]) for c in cells])
-    rows = []
-    for c in cells:
-        m = metrics[int(c["id"])]
-        spec = c.get("export_spec") or {}
-        details = c.get("details") or {}
-        row: dict[str, Any] = {
-            "run_id": c["run_id"], "cell_id": int(c["id"]), "cell_key": c["cell_key"],
-            "model": c["model_name"], "model_hash": c["model_hash"], "export": c["export_label"],
-            "precision": spec.get("precision") or "", "target": c["target"], "device": c["device_name"],
-            "chipset": c["device_chipset"], "os": c["device_os"], "runtime": c["runtime"] or "",
-            "compute_unit": c["compute_unit"] or "", "artifact_sha256": c["artifact_sha256"] or "",
-            "status": c["status"], "failure_kind": c["failure_kind"] or "",
-            "failure_reason": c["failure_reason"] or "", "attempts": int(c["attempts"]),
-        }
-        for name, col in METRIC_COLUMNS.items():
-            row[col] = m[name][0] if name in m else math.nan
-        row["accuracy_metric"] = m["accuracy"][1] if "accuracy" in m else ""
-        ref = row["accuracy_reference"]
-        row["accuracy_retention"] = row["accuracy"] / ref if ref and ref == ref and ref > 0 else math.nan
-        row["warnings"] = "; ".join(str(w) for w in details.get("warnings") or [])
-        rows.append(row)
-    frame = pd.DataFrame(rows, columns=[c for c in RUN_FRAME_COLUMNS if c not in ("verdict", "verdict_reasons")])
-    return frame
+    metrics = store.metrics([int(c["id"]) for c in cells]) if cells else []
+    return rows_frame(cells, metrics)
 
 
-def gate_verdicts(store: Store, run_id: str) -> tuple[str | None, dict[int, tuple[str, str]], str]:
-    """(run verdict, cell id -> (verdict, reasons), note) from the release gate with the run's
-    own budgets. The note says why there are no verdicts when the gate cannot judge."""
-    from harness.gate import evaluate
-
-    try:
-        result = evaluate(store, run_id)
-    except UserError as exc:
-        return None, {}, f"the gate could not judge this run: {exc}"
-    cells = {int(c.cell_id): (c.verdict, "; ".join(c.reasons)) for c in result.cells}
-    return result.verdict, cells, ""
-
-
-def run_frame(store: Store, run_id: str, verdicts: bool = True) -> pd.DataFrame:
+def run_table(stored: StoredRun, gate: GateResult | None) -> pd.DataFrame:
     """One row per cell of the run (model x export x target x device): latency percentiles
     and the p90 interval, load times, first inference, peak memory, compute unit and shares,
-    parity, accuracy with its reference and retention, status and failure, gate verdict.
-
-    ``frame.attrs`` carries the run verdict (``gate``) and, when there is none, why
-    (``gate_note``)."""
-    store.run(run_id)  # a clear error for an unknown run
-    frame = cells_frame(store, [run_id])
-    overall, by_cell, note = gate_verdicts(store, run_id) if verdicts else (None, {}, "verdicts not requested")
+    parity with its stored judgement, accuracy with its reference and retention, status and
+    failure, and the gate's verdict on the cell (empty when ``gate`` is None)."""
+    frame = rows_frame(stored.cell_rows, stored.metric_rows)
+    by_cell = (
+        {int(c.cell_id): (c.verdict, "; ".join(c.reasons)) for c in gate.cells} if gate else {}
+    )
     frame["verdict"] = [by_cell.get(int(c), ("", ""))[0] for c in frame["cell_id"]]
     frame["verdict_reasons"] = [by_cell.get(int(c), ("", ""))[1] for c in frame["cell_id"]]
     frame = frame[RUN_FRAME_COLUMNS]
-    frame = frame.sort_values(["model", "export", "target", "device"], kind="stable").reset_index(drop=True)
-    frame.attrs.update(gate=overall, gate_note=note, run_id=run_id)
-    return frame
+    order = ["model", "export", "target", "device"]
+    return frame.sort_values(order, kind="stable").reset_index(drop=True)
 
 
-def plan_runs(store: Store, plan_name: str, until: float | None = None, last_n: int = 30) -> list[dict[str, Any]]:
+def run_frame(store: Store, run_id: str) -> pd.DataFrame:
+    """:func:`run_table` of ``run_id``, judged by the gate with the run's budgets."""
+    stored = StoredRun.load(store, run_id)
+    return run_table(stored, stored.gate_result()[0])
+
+
+def plan_runs(
+    store: Store, plan_name: str, until: float | None = None, last_n: int = 30
+) -> list[dict[str, Any]]:
     """The last ``last_n`` runs of a plan (started no later than ``until``), oldest first."""
     runs = store.runs(plan_name=plan_name, limit=10_000)
     if until is not None:
@@ -151,18 +193,41 @@ def plan_runs(store: Store, plan_name: str, until: float | None = None, last_n: 
     return runs[-last_n:] if last_n > 0 else []
 
 
-def history_frame(store: Store, plan_name: str, last_n: int = 30, until_run: str | None = None) -> pd.DataFrame:
+def history_frame(
+    store: Store,
+    plan_name: str,
+    last_n: int = 30,
+    until_run: str | None = None,
+    current: StoredRun | None = None,
+) -> pd.DataFrame:
     """Cells of the last ``last_n`` runs of a plan, one row per (run, cell), with the run's
     start time, commit and position (``run_index``, 0 = oldest), oldest run first. Only cells
-    that finished are kept: a failed night is a gap in a trend, not a zero."""
-    until = store.run(until_run)["started_at"] if until_run else None
+    that finished are kept: a failed night is a gap in a trend, not a zero.
+
+    ``current``, a run already read, ends the window (instead of ``until_run``) and its rows
+    are used as they are: only the earlier runs are read."""
+    if current is not None:
+        until: float | None = current.run["started_at"]
+    else:
+        until = store.run(until_run)["started_at"] if until_run else None
     runs = plan_runs(store, plan_name, until, last_n)
     if not runs:
         raise StoreError(f"no runs of plan {plan_name!r} in the store; `vitbench runs` lists them")
-    frame = cells_frame(store, [r["id"] for r in runs])
-    info = pd.DataFrame({"run_id": [r["id"] for r in runs], "run_index": range(len(runs)),
-                         "started_at": [r["started_at"] for r in runs],
-                         "git_commit": [r["git_commit"] for r in runs]})
+    have = current.run_id if current is not None else None
+    others = [r["id"] for r in runs if r["id"] != have]
+    cells = store.cells(others) if others else []
+    metrics = store.metrics([int(c["id"]) for c in cells]) if cells else []
+    if have is not None and any(r["id"] == have for r in runs):
+        cells, metrics = cells + current.cell_rows, metrics + current.metric_rows
+    frame = rows_frame(cells, metrics)
+    info = pd.DataFrame(
+        {
+            "run_id": [r["id"] for r in runs],
+            "run_index": range(len(runs)),
+            "started_at": [r["started_at"] for r in runs],
+            "git_commit": [r["git_commit"] for r in runs],
+        }
+    )
     frame = frame[frame["status"] == "done"].merge(info, on="run_id", how="left")
     return frame.sort_values(["run_index", "cell_key"], kind="stable").reset_index(drop=True)
 
@@ -175,9 +240,31 @@ def runs_frame(store: Store, plan_name: str | None = None, limit: int = 50) -> p
     for c in store.cells([r["id"] for r in runs]):
         if c["status"] in ("done", "failed"):
             counts[c["run_id"]][c["status"]] += 1
-    rows = [{"id": r["id"], "plan": r["plan_name"], "commit": r["git_commit"],
-             "started_at": pd.Timestamp(r["started_at"], unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S"),
-             "status": r["status"], "cells_done": counts[r["id"]]["done"],
-             "cells_failed": counts[r["id"]]["failed"], "cells_total": int(r["total_cells"])} for r in runs]
-    return pd.DataFrame(rows, columns=["id", "plan", "commit", "started_at", "status", "cells_done",
-                                       "cells_failed", "cells_total"])
+    rows = [
+        {
+            "id": r["id"],
+            "plan": r["plan_name"],
+            "commit": r["git_commit"],
+            "started_at": pd.Timestamp(r["started_at"], unit="s", tz="UTC").strftime(
+                "%Y-%m-%d %H:%M:%S"
+            ),
+            "status": r["status"],
+            "cells_done": counts[r["id"]]["done"],
+            "cells_failed": counts[r["id"]]["failed"],
+            "cells_total": int(r["total_cells"]),
+        }
+        for r in runs
+    ]
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "id",
+            "plan",
+            "commit",
+            "started_at",
+            "status",
+            "cells_done",
+            "cells_failed",
+            "cells_total",
+        ],
+    )

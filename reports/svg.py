@@ -15,8 +15,18 @@ from html import escape
 
 import numpy as np
 
-PALETTE = ["#3366cc", "#dc7633", "#2e9e5b", "#9b59b6", "#c0392b", "#17a2b8", "#8d6e63", "#e91e63",
-           "#607d8b", "#b7950b"]
+PALETTE = [
+    "#3366cc",
+    "#dc7633",
+    "#2e9e5b",
+    "#9b59b6",
+    "#c0392b",
+    "#17a2b8",
+    "#8d6e63",
+    "#e91e63",
+    "#607d8b",
+    "#b7950b",
+]
 SHARE_COLOURS = {"npu": "#2e9e5b", "gpu": "#dc7633", "cpu": "#3366cc", "other": "#9e9e9e"}
 CHANGE_COLOUR = "#c0392b"
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif"
@@ -49,6 +59,18 @@ def _title(text: str) -> str:
     return f"<title>{escape(text)}</title>"
 
 
+def _line(x1: float, x2: float, y1: float, y2: float, stroke: str, extra: str = "") -> str:
+    return (
+        f'<line x1="{_f(x1)}" x2="{_f(x2)}" y1="{_f(y1)}" y2="{_f(y2)}" stroke="{stroke}"{extra}/>'
+    )
+
+
+def _text(x: float, y: float, text: str, anchor: str = "end", fill: str | None = "#444") -> str:
+    """``text`` (escaped here) at (x, y), anchored at its ``anchor`` end."""
+    colour = f' fill="{fill}"' if fill else ""
+    return f'<text x="{_f(x)}" y="{_f(y)}" text-anchor="{anchor}"{colour}>{escape(text)}</text>'
+
+
 @dataclass(frozen=True)
 class Scale:
     """Maps data values onto a pixel range, linearly or on a log scale."""
@@ -72,7 +94,7 @@ class Scale:
             out = []
             for e in range(math.floor(math.log10(self.lo)), math.ceil(math.log10(self.hi)) + 1):
                 for m in (1, 2, 5):
-                    v = m * 10.0 ** e
+                    v = m * 10.0**e
                     if self.lo <= v <= self.hi:
                         out.append(v)
             return out if len(out) >= 2 else [self.lo, self.hi]
@@ -94,7 +116,9 @@ def nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
     return [round(first + i * step, 12) for i in range(int((hi - first) / step + 1e-9) + 1)]
 
 
-def padded_range(values: Sequence[float], log: bool = False, pad: float = 0.06) -> tuple[float, float]:
+def padded_range(
+    values: Sequence[float], log: bool = False, pad: float = 0.06
+) -> tuple[float, float]:
     v = np.asarray([x for x in values if x == x and (x > 0 or not log)], dtype=np.float64)
     if not v.size:
         return (1.0, 10.0) if log else (0.0, 1.0)
@@ -108,32 +132,36 @@ def padded_range(values: Sequence[float], log: bool = False, pad: float = 0.06) 
 
 
 def _svg(width: float, height: float, body: list[str], label: str) -> str:
-    return (f'<svg width="{width:.0f}" height="{height:.0f}" '
-            f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{escape(label, quote=True)}" '
-            f'style="{FONT};font-size:11px">' + "".join(body) + "</svg>")
+    return (
+        f'<svg width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
+        f'aria-label="{escape(label, quote=True)}" '
+        f'style="{FONT};font-size:11px">' + "".join(body) + "</svg>"
+    )
 
 
 def _x_axis(scale: Scale, y: float, top: float, unit: str) -> list[str]:
-    out = [f'<line x1="{_f(scale.start)}" x2="{_f(scale.end)}" y1="{_f(y)}" y2="{_f(y)}" stroke="#888"/>']
+    out = [_line(scale.start, scale.end, y, y, "#888")]
     for t in scale.ticks():
         x = scale(t)
-        out.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{_f(top)}" y2="{_f(y)}" stroke="#e4e4e4"/>')
-        out.append(f'<text x="{_f(x)}" y="{_f(y + 14)}" text-anchor="middle" fill="#444">{fmt_number(t)}</text>')
-    out.append(f'<text x="{_f(scale.end)}" y="{_f(y + 27)}" text-anchor="end" fill="#444">{escape(unit)}</text>')
+        out.append(_line(x, x, top, y, "#e4e4e4"))
+        out.append(_text(x, y + 14, fmt_number(t), "middle"))
+    out.append(_text(scale.end, y + 27, unit))
     return out
 
 
 def _y_axis(scale: Scale, x: float, right: float, unit: str) -> list[str]:
-    out = [f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{_f(scale.start)}" y2="{_f(scale.end)}" stroke="#888"/>']
+    out = [_line(x, x, scale.start, scale.end, "#888")]
     for t in scale.ticks(5):
         y = scale(t)
-        out.append(f'<line x1="{_f(x)}" x2="{_f(right)}" y1="{_f(y)}" y2="{_f(y)}" stroke="#e4e4e4"/>')
-        out.append(f'<text x="{_f(x - 5)}" y="{_f(y + 4)}" text-anchor="end" fill="#444">{fmt_number(t)}</text>')
-    out.append(f'<text x="{_f(x - 5)}" y="{_f(scale.end - 10)}" text-anchor="end" fill="#444">{escape(unit)}</text>')
+        out.append(_line(x, right, y, y, "#e4e4e4"))
+        out.append(_text(x - 5, y + 4, fmt_number(t)))
+    out.append(_text(x - 5, scale.end - 10, unit))
     return out
 
 
 # -- box plots -----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Box:
@@ -141,7 +169,9 @@ class Box:
     samples: Sequence[float]
 
 
-def box_plot(boxes: Sequence[Box], title: str, unit: str = "ms", width: int = 640, max_points: int = 40) -> str:
+def box_plot(
+    boxes: Sequence[Box], title: str, unit: str = "ms", width: int = 640, max_points: int = 40
+) -> str:
     """Horizontal box plots: box from p25 to p75, median line, p90 tick, whiskers to the last
     sample within 1.5 IQR, the most extreme samples beyond them as dots. A log axis when the
     medians span more than a factor of 8."""
@@ -167,32 +197,40 @@ def box_plot(boxes: Sequence[Box], title: str, unit: str = "ms", width: int = 64
         iqr = q3 - q1
         lo_w = float(a[a >= q1 - 1.5 * iqr].min())
         hi_w = float(a[a <= q3 + 1.5 * iqr].max())
-        tip = (f"{b.label}: n={a.size}, p50 {fmt_number(med)} {unit}, p90 {fmt_number(p90)} {unit}, "
-               f"p99 {fmt_number(p99)} {unit}, min {fmt_number(a.min())}, max {fmt_number(a.max())}")
-        body.append(f'<text x="{_f(left - 6)}" y="{_f(cy + 4)}" text-anchor="end">{escape(b.label)}</text>')
+        tip = (
+            f"{b.label}: n={a.size}, p50 {fmt_number(med)} {unit}, p90 {fmt_number(p90)} {unit}, "
+            f"p99 {fmt_number(p99)} {unit}, min {fmt_number(a.min())}, max {fmt_number(a.max())}"
+        )
+        body.append(_text(left - 6, cy + 4, b.label, fill=None))
         body.append(f'<g class="mark"{_tip(tip)}>{_title(tip)}')
-        body.append(f'<line x1="{_f(scale(lo_w))}" x2="{_f(scale(hi_w))}" y1="{_f(cy)}" y2="{_f(cy)}" '
-                    f'stroke="{colour}"/>')
+        body.append(_line(scale(lo_w), scale(hi_w), cy, cy, colour))
         for w in (lo_w, hi_w):
-            body.append(f'<line x1="{_f(scale(w))}" x2="{_f(scale(w))}" y1="{_f(cy - 5)}" y2="{_f(cy + 5)}" '
-                        f'stroke="{colour}"/>')
-        body.append(f'<rect x="{_f(scale(q1))}" y="{_f(cy - 8)}" width="{_f(max(scale(q3) - scale(q1), 1))}" '
-                    f'height="16" fill="{colour}" fill-opacity="0.25" stroke="{colour}"/>')
-        body.append(f'<line x1="{_f(scale(med))}" x2="{_f(scale(med))}" y1="{_f(cy - 8)}" y2="{_f(cy + 8)}" '
-                    f'stroke="{colour}" stroke-width="2.5"/>')
+            body.append(_line(scale(w), scale(w), cy - 5, cy + 5, colour))
+        box_w = max(scale(q3) - scale(q1), 1)
+        body.append(
+            f'<rect x="{_f(scale(q1))}" y="{_f(cy - 8)}" width="{_f(box_w)}" '
+            f'height="16" fill="{colour}" fill-opacity="0.25" stroke="{colour}"/>'
+        )
+        body.append(_line(scale(med), scale(med), cy - 8, cy + 8, colour, ' stroke-width="2.5"'))
         body.append(f'<path d="M{_f(scale(p90))},{_f(cy - 11)} l-4,-5 h8 z" fill="{colour}"/>')
         beyond = a[(a < lo_w) | (a > hi_w)]
         if beyond.size > max_points:  # the most extreme ones tell the story
             beyond = np.sort(beyond)[-max_points:]
         for v in beyond:
-            body.append(f'<circle cx="{_f(scale(v))}" cy="{_f(cy)}" r="1.8" fill="{colour}" fill-opacity="0.6"/>')
+            body.append(
+                f'<circle cx="{_f(scale(v))}" cy="{_f(cy)}" r="1.8" fill="{colour}" '
+                'fill-opacity="0.6"/>'
+            )
         body.append("</g>")
-    body.append(f'<text x="8" y="{height - 4}" fill="#666">box: p25-p75, '
-                f'bar: median, triangle: p90, whiskers: 1.5 IQR</text>')
+    body.append(
+        f'<text x="8" y="{height - 4}" fill="#666">box: p25-p75, '
+        f"bar: median, triangle: p90, whiskers: 1.5 IQR</text>"
+    )
     return _svg(width, height, body, title)
 
 
 # -- latency vs accuracy -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Point:
@@ -211,14 +249,22 @@ def pareto_front(points: Sequence[Point]) -> list[Point]:
     return front
 
 
-def pareto_plot(points: Sequence[Point], title: str, x_unit: str, y_unit: str, width: int = 560,
-                height: int = 300) -> str:
+def pareto_plot(
+    points: Sequence[Point],
+    title: str,
+    x_unit: str,
+    y_unit: str,
+    width: int = 560,
+    height: int = 300,
+) -> str:
     """Scatter of latency (x, log axis when wide) against accuracy (y), the Pareto front as a
     step line, front points ringed, colours by group."""
     body = [f'<text x="8" y="16" font-weight="600" font-size="12px">{escape(title)}</text>']
     pts = [p for p in points if p.x == p.x and p.y == p.y and p.x > 0]
     if not pts:
-        body.append('<text x="8" y="40" fill="#666">no cell has both a latency and an accuracy</text>')
+        body.append(
+            '<text x="8" y="40" fill="#666">no cell has both a latency and an accuracy</text>'
+        )
         return _svg(width, 60, body, title)
     left, right, top, bottom = 58, width - 16, 40, height - 52
     xs = [p.x for p in pts]
@@ -238,27 +284,37 @@ def pareto_plot(points: Sequence[Point], title: str, x_unit: str, y_unit: str, w
     labelled: list[tuple[float, float]] = []
     for p in pts:
         colour = PALETTE[groups.index(p.group) % len(PALETTE)]
-        tip = f"{p.label}: {fmt_number(p.x)} {x_unit}, {y_unit} {p.y:.4f}" + (" (Pareto front)" if id(p) in on_front else "")
+        tip = f"{p.label}: {fmt_number(p.x)} {x_unit}, {y_unit} {p.y:.4f}" + (
+            " (Pareto front)" if id(p) in on_front else ""
+        )
         ring = ' stroke="#111" stroke-width="1.5"' if id(p) in on_front else ""
-        body.append(f'<circle class="mark" cx="{_f(sx(p.x))}" cy="{_f(sy(p.y))}" r="5" fill="{colour}"{ring}'
-                    f'{_tip(tip)}>{_title(tip)}</circle>')
         x, y = sx(p.x), sy(p.y)
-        if id(p) in on_front and not any(abs(x - lx) < 90 and abs(y - ly) < 12 for lx, ly in labelled):
-            labelled.append((x, y))  # label front points where there is room; tooltips name them all
+        body.append(
+            f'<circle class="mark" cx="{_f(x)}" cy="{_f(y)}" r="5" fill="{colour}"{ring}'
+            f"{_tip(tip)}>{_title(tip)}</circle>"
+        )
+        # label front points where there is room; tooltips name them all
+        crowded = any(abs(x - lx) < 90 and abs(y - ly) < 12 for lx, ly in labelled)
+        if id(p) in on_front and not crowded:
+            labelled.append((x, y))
             anchor, dx = ("end", -8) if x > left + (right - left) * 0.6 else ("start", 8)
-            body.append(f'<text x="{_f(x + dx)}" y="{_f(y - 7)}" text-anchor="{anchor}" fill="#333" '
-                        f'font-size="10px">{escape(p.label)}</text>')
+            body.append(
+                f'<text x="{_f(x + dx)}" y="{_f(y - 7)}" text-anchor="{anchor}" fill="#333" '
+                f'font-size="10px">{escape(p.label)}</text>'
+            )
     x = left
     for i, g in enumerate(groups):  # legend under the axis
         if not g:
             continue
-        body.append(f'<rect x="{_f(x)}" y="{height - 14}" width="10" height="10" fill="{PALETTE[i % len(PALETTE)]}"/>')
+        colour = PALETTE[i % len(PALETTE)]
+        body.append(f'<rect x="{_f(x)}" y="{height - 14}" width="10" height="10" fill="{colour}"/>')
         body.append(f'<text x="{_f(x + 14)}" y="{height - 5}">{escape(g)}</text>')
         x += 24 + CHAR_W * len(g)
     return _svg(width, height, body, title)
 
 
 # -- stacked bars --------------------------------------------------------------------------
+
 
 def stacked_bars(rows: Sequence[tuple[str, dict[str, float]]], title: str, width: int = 900) -> str:
     """One horizontal bar per row, its segments (fractions of 1) stacked in SHARE_COLOURS order."""
@@ -270,19 +326,22 @@ def stacked_bars(rows: Sequence[tuple[str, dict[str, float]]], title: str, width
     bottom = top + row_h * len(rows)
     for t in (0, 0.25, 0.5, 0.75, 1.0):
         x = scale(t)
-        body.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{top - 4}" y2="{_f(bottom)}" stroke="#e4e4e4"/>')
-        body.append(f'<text x="{_f(x)}" y="{_f(bottom + 14)}" text-anchor="middle" fill="#444">{t:.0%}</text>')
+        body.append(_line(x, x, top - 4, bottom, "#e4e4e4"))
+        body.append(_text(x, bottom + 14, f"{t:.0%}", "middle"))
     for i, (label, shares) in enumerate(rows):
         y = top + row_h * i
-        body.append(f'<text x="{_f(left - 6)}" y="{_f(y + row_h / 2 + 4)}" text-anchor="end">{escape(label)}</text>')
+        body.append(_text(left - 6, y + row_h / 2 + 4, label, fill=None))
         x0 = 0.0
         for unit, colour in SHARE_COLOURS.items():
             v = float(shares.get(unit, 0.0) or 0.0)
             if v <= 0:
                 continue
             tip = f"{label}: {unit.upper()} {v:.0%}"
-            body.append(f'<rect class="mark" x="{_f(scale(x0))}" y="{_f(y + 3)}" width="{_f(scale(x0 + v) - scale(x0))}" '
-                        f'height="{row_h - 6}" fill="{colour}"{_tip(tip)}>{_title(tip)}</rect>')
+            seg_w = scale(x0 + v) - scale(x0)
+            body.append(
+                f'<rect class="mark" x="{_f(scale(x0))}" y="{_f(y + 3)}" width="{_f(seg_w)}" '
+                f'height="{row_h - 6}" fill="{colour}"{_tip(tip)}>{_title(tip)}</rect>'
+            )
             x0 += v
     x = left
     for unit, colour in SHARE_COLOURS.items():
@@ -294,9 +353,19 @@ def stacked_bars(rows: Sequence[tuple[str, dict[str, float]]], title: str, width
 
 # -- trends --------------------------------------------------------------------------------
 
-def trend_plot(run_labels: Sequence[str], positions: Sequence[int], p50: Sequence[float], p90: Sequence[float],
-               changes: Sequence[tuple[int, str]], title: str, n_runs: int, unit: str = "ms",
-               width: int = 420, height: int = 172) -> str:
+
+def trend_plot(
+    run_labels: Sequence[str],
+    positions: Sequence[int],
+    p50: Sequence[float],
+    p90: Sequence[float],
+    changes: Sequence[tuple[int, str]],
+    title: str,
+    n_runs: int,
+    unit: str = "ms",
+    width: int = 420,
+    height: int = 172,
+) -> str:
     """p50 (line) and p90 (faint line) per run at ``positions`` (0..n_runs-1); each change
     (position, text) marked with a red dashed line and a triangle. ``title`` may hold line
     breaks."""
@@ -304,35 +373,52 @@ def trend_plot(run_labels: Sequence[str], positions: Sequence[int], p50: Sequenc
     left, right, bottom = 46, width - 10, height - 22
     top = 22 + 13 * len(lines)
     fits = int((width - 12) / 6.2)
-    body = [f'<text x="6" y="{14 + 13 * i}" font-weight="600" font-size="11px">'
-            f'{escape(line if len(line) <= fits else line[:fits - 1] + "…")}</text>' for i, line in enumerate(lines)]
+    body = [
+        f'<text x="6" y="{14 + 13 * i}" font-weight="600" font-size="11px">'
+        f"{escape(line if len(line) <= fits else line[: fits - 1] + '…')}</text>"
+        for i, line in enumerate(lines)
+    ]
     sx = Scale(-0.5, max(n_runs - 0.5, 0.5), left, right)
     sy = Scale(*padded_range([*p50, *p90], pad=0.1), bottom, top)
-    body += [f'<line x1="{left}" x2="{right}" y1="{_f(bottom)}" y2="{_f(bottom)}" stroke="#888"/>']
+    body += [_line(left, right, bottom, bottom, "#888")]
     for t in sy.ticks(4):
         y = sy(t)
-        body.append(f'<line x1="{left}" x2="{right}" y1="{_f(y)}" y2="{_f(y)}" stroke="#eee"/>')
-        body.append(f'<text x="{left - 4}" y="{_f(y + 4)}" text-anchor="end" fill="#444">{fmt_number(t)}</text>')
-    body.append(f'<text x="{left - 4}" y="{top - 10}" text-anchor="end" fill="#444">{escape(unit)}</text>')
-    room = int((right - left) / 2 / 6.0) - 1  # first and last run id share the axis; keep their ends
+        body.append(_line(left, right, y, y, "#eee"))
+        body.append(_text(left - 4, y + 4, fmt_number(t)))
+    body.append(_text(left - 4, top - 10, unit))
+    room = (
+        int((right - left) / 2 / 6.0) - 1
+    )  # first and last run id share the axis: keep their ends
 
     def tail(text: str) -> str:
-        return text if len(text) <= room else "…" + text[-(room - 1):]
+        return text if len(text) <= room else "…" + text[-(room - 1) :]
 
     if run_labels:
-        body.append(f'<text x="{left}" y="{height - 6}" fill="#666">{escape(tail(run_labels[0]))}</text>')
-        body.append(f'<text x="{right}" y="{height - 6}" text-anchor="end" fill="#666">'
-                    f'{escape(tail(run_labels[-1]))}</text>')
+        body.append(
+            f'<text x="{left}" y="{height - 6}" fill="#666">{escape(tail(run_labels[0]))}</text>'
+        )
+        body.append(
+            f'<text x="{right}" y="{height - 6}" text-anchor="end" fill="#666">'
+            f"{escape(tail(run_labels[-1]))}</text>"
+        )
     for pos, text in changes:
         x = sx(pos - 0.5)
-        body.append(f'<g class="mark change"{_tip(text)}>{_title(text)}<line x1="{_f(x)}" x2="{_f(x)}" '
-                    f'y1="{top}" y2="{_f(bottom)}" stroke="{CHANGE_COLOUR}" stroke-dasharray="4 3" stroke-width="1.5"/>'
-                    f'<path d="M{_f(x)},{top - 1} l-5,-7 h10 z" fill="{CHANGE_COLOUR}"/></g>')
+        dashed = _line(
+            x, x, top, bottom, CHANGE_COLOUR, ' stroke-dasharray="4 3" stroke-width="1.5"'
+        )
+        body.append(
+            f'<g class="mark change"{_tip(text)}>{_title(text)}{dashed}'
+            f'<path d="M{_f(x)},{top - 1} l-5,-7 h10 z" fill="{CHANGE_COLOUR}"/></g>'
+        )
     for series, colour, w in ((p90, "#9bb3e0", 1.2), (p50, PALETTE[0], 2.0)):
-        pts = " ".join(f"{_f(sx(p))},{_f(sy(v))}" for p, v in zip(positions, series, strict=True) if v == v)
+        pts = " ".join(
+            f"{_f(sx(p))},{_f(sy(v))}" for p, v in zip(positions, series, strict=True) if v == v
+        )
         body.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="{w}"/>')
     for p, v, v90, lab in zip(positions, p50, p90, run_labels, strict=True):
         tip = f"{lab}: p50 {fmt_number(v)} {unit}, p90 {fmt_number(v90)} {unit}"
-        body.append(f'<circle class="mark" cx="{_f(sx(p))}" cy="{_f(sy(v))}" r="2.6" fill="{PALETTE[0]}"'
-                    f'{_tip(tip)}>{_title(tip)}</circle>')
+        body.append(
+            f'<circle class="mark" cx="{_f(sx(p))}" cy="{_f(sy(v))}" r="2.6" fill="{PALETTE[0]}"'
+            f"{_tip(tip)}>{_title(tip)}</circle>"
+        )
     return _svg(width, height, body, title)

@@ -27,6 +27,9 @@ import pandas as pd
 
 from harness.measure import rank_test_p
 from harness.store import Store, StoreError
+from reports.frame import cells_frame, history_frame
+from reports.stored_run import StoredRun
+from reports.text import cell_label
 
 ALPHA = 0.01
 MIN_EFFECT = 0.05  # a change must move the median by at least 5% ...
@@ -60,8 +63,13 @@ class Comparison:
         return d
 
 
-def ratio_of_medians_interval(before: np.ndarray, after: np.ndarray, confidence: float = 0.95,
-                              n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+def ratio_of_medians_interval(
+    before: np.ndarray,
+    after: np.ndarray,
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Percentile-bootstrap interval of median(after) / median(before), each resampled on its
     own. Seeded: the same samples always give the same interval."""
     rng = np.random.default_rng(seed)
@@ -80,9 +88,16 @@ def ratio_of_medians_interval(before: np.ndarray, after: np.ndarray, confidence:
     return float(lo), float(hi)
 
 
-def compare_samples(before: Sequence[float], after: Sequence[float], alpha: float = ALPHA,
-                    min_effect: float = MIN_EFFECT, confidence: float = 0.95, n_boot: int = 1000,
-                    seed: int = 0, full: bool = True) -> Comparison:
+def compare_samples(
+    before: Sequence[float],
+    after: Sequence[float],
+    alpha: float = ALPHA,
+    min_effect: float = MIN_EFFECT,
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+    full: bool = True,
+) -> Comparison:
     """Whether ``after`` is slower, faster or no different from ``before`` (see module doc).
     With ``full=False`` the rank test runs only when the size allows a change, and the
     bootstrap only when the test does too (NaN otherwise): what a scan over many cells needs."""
@@ -91,8 +106,17 @@ def compare_samples(before: Sequence[float], after: Sequence[float], alpha: floa
     med_a = float(np.median(a)) if a.size else math.nan
     med_b = float(np.median(b)) if b.size else math.nan
     if a.size < MIN_SAMPLES or b.size < MIN_SAMPLES or not med_a > 0:
-        return Comparison(med_a, med_b, med_b / med_a if med_a > 0 else math.nan, (math.nan, math.nan),
-                          math.nan, int(a.size), int(b.size), min_effect, "too few samples")
+        return Comparison(
+            med_a,
+            med_b,
+            med_b / med_a if med_a > 0 else math.nan,
+            (math.nan, math.nan),
+            math.nan,
+            int(a.size),
+            int(b.size),
+            min_effect,
+            "too few samples",
+        )
     ratio = med_b / med_a
     big_enough = abs(ratio - 1) >= min_effect
     p = rank_test_p(a, b) if big_enough or full else math.nan
@@ -106,10 +130,13 @@ def compare_samples(before: Sequence[float], after: Sequence[float], alpha: floa
             verdict = "slower"
         elif hi < 1:
             verdict = "faster"
-    return Comparison(med_a, med_b, ratio, (lo, hi), p, int(a.size), int(b.size), min_effect, verdict)
+    return Comparison(
+        med_a, med_b, ratio, (lo, hi), p, int(a.size), int(b.size), min_effect, verdict
+    )
 
 
 # -- change points over a history -----------------------------------------------------------
+
 
 def run_to_run_noise(values: Sequence[float]) -> float:
     """Robust standard deviation of night-to-night changes of a (log) series: the median
@@ -127,8 +154,12 @@ def _segment_cost(csum: np.ndarray, csum2: np.ndarray, s: int, e: int) -> float:
     return float((csum2[e] - csum2[s]) - total * total / n)
 
 
-def change_points(values: Sequence[float], min_size: int = 2, penalty: float | None = None,
-                  noise_floor: float = 0.005) -> list[int]:
+def change_points(
+    values: Sequence[float],
+    min_size: int = 2,
+    penalty: float | None = None,
+    noise_floor: float = 0.005,
+) -> list[int]:
     """Indices where the mean of ``values`` shifts (the first index of each new level), by
     binary segmentation on squared error. ``penalty`` defaults to 3 log(n) sigma^2 with sigma
     the robust run-to-run noise (at least ``noise_floor``)."""
@@ -175,9 +206,15 @@ class Change:
         return self.comparison.verdict
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cell_key": self.cell_key, "label": self.label, "run_id": self.run_id,
-                "run_index": self.run_index, "source": self.source, "direction": self.direction,
-                **self.comparison.to_dict()}
+        return {
+            "cell_key": self.cell_key,
+            "label": self.label,
+            "run_id": self.run_id,
+            "run_index": self.run_index,
+            "source": self.source,
+            "direction": self.direction,
+            **self.comparison.to_dict(),
+        }
 
 
 @dataclass
@@ -212,25 +249,39 @@ class History:
         return [c for c in self.changes if c.run_id == self.run_id]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"plan": self.plan_name, "run_id": self.run_id, "runs": self.run_ids,
-                "changes": [c.to_dict() for c in self.changes]}
+        return {
+            "plan": self.plan_name,
+            "run_id": self.run_id,
+            "runs": self.run_ids,
+            "changes": [c.to_dict() for c in self.changes],
+        }
 
 
 def _pooled(samples: dict[int, list[float]], cell_ids: Sequence[int]) -> np.ndarray:
     parts = [samples.get(int(c), []) for c in cell_ids]
-    return np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]) if parts else np.empty(0)
+    return (
+        np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]) if parts else np.empty(0)
+    )
 
 
-def detect_changes(store: Store, run_id: str, last_n: int = 30, alpha: float = ALPHA,
-                   min_effect: float = MIN_EFFECT, noise_multiple: float = NOISE_MULTIPLE,
-                   frame: pd.DataFrame | None = None) -> History:
+def detect_changes(
+    store: Store,
+    run_id: str,
+    last_n: int = 30,
+    alpha: float = ALPHA,
+    min_effect: float = MIN_EFFECT,
+    noise_multiple: float = NOISE_MULTIPLE,
+    current: StoredRun | None = None,
+    samples: dict[int, list[float]] | None = None,
+) -> History:
     """Trends and confirmed changes of every cell over the last ``last_n`` runs of the run's
-    plan (the run included, later runs ignored). ``frame`` may pass a ready
-    :func:`reports.frame.history_frame`."""
-    from reports.frame import cell_label, history_frame
-
-    run = store.run(run_id)
-    hist = frame if frame is not None else history_frame(store, run["plan_name"], last_n, until_run=run_id)
+    plan (the run included, later runs ignored). ``current`` is the run ``run_id`` already
+    read and ``samples`` raw samples already read (by cell id): neither is read again."""
+    current = current if current is not None else StoredRun.load(store, run_id)
+    if current.run_id != run_id:
+        raise ValueError(f"rows of run {current.run_id!r} passed for run {run_id!r}")
+    run = current.run
+    hist = history_frame(store, run["plan_name"], last_n, current=current)
     run_ids = list(dict.fromkeys(hist["run_id"])) if len(hist) else [run_id]
     if run_id not in run_ids:
         run_ids.append(run_id)
@@ -243,17 +294,25 @@ def detect_changes(store: Store, run_id: str, last_n: int = 30, alpha: float = A
         if not len(rows):
             continue
         logs = np.log(p50)
-        trend = Trend(cell_key=str(key), label=cell_label(rows.iloc[-1]), run_ids=list(rows["run_id"]),
-                      run_indices=[int(i) for i in rows["run_index"]], p50_ms=[float(v) for v in p50],
-                      p90_ms=[float(v) for v in rows["p90_ms"]], noise=run_to_run_noise(logs))
+        trend = Trend(
+            cell_key=str(key),
+            label=cell_label(rows.iloc[-1]),
+            run_ids=list(rows["run_id"]),
+            run_indices=[int(i) for i in rows["run_index"]],
+            p50_ms=[float(v) for v in p50],
+            p90_ms=[float(v) for v in rows["p90_ms"]],
+            noise=run_to_run_noise(logs),
+        )
         found.append((trend, [int(c) for c in rows["cell_id"]], change_points(logs)))
     # one query for the raw samples of every run near a candidate and of the newest runs
     needed: set[int] = set()
     for _, cids, cuts in found:
         for k in cuts:
-            needed.update(cids[max(0, k - POOL_RUNS):k + POOL_RUNS])
-        needed.update(cids[-POOL_RUNS - 1:])
-    samples = store.samples(sorted(needed)) if needed else {}
+            needed.update(cids[max(0, k - POOL_RUNS) : k + POOL_RUNS])
+        needed.update(cids[-POOL_RUNS - 1 :])
+    known = samples or {}
+    missing = sorted(c for c in needed if c not in known)
+    samples = {**known, **store.samples(missing)} if missing else known
     for trend, cids, cuts in found:
         effect = max(min_effect, noise_multiple * trend.noise)
         confirmed: list[int] = []
@@ -261,37 +320,75 @@ def detect_changes(store: Store, run_id: str, last_n: int = 30, alpha: float = A
             lo = max(confirmed[-1] if confirmed else 0, k - POOL_RUNS)
             hi = min(cuts[i + 1] if i + 1 < len(cuts) else len(cids), k + POOL_RUNS)
             before = _pooled(samples, cids[lo:k])
-            # the first run of the new level must itself differ (a segment may start one run early) ...
-            first = compare_samples(before, _pooled(samples, cids[k:k + 1]), alpha, effect, full=False)
+            # the first run of the new level must itself differ (a segment may start one run
+            # early) ...
+            first = compare_samples(
+                before, _pooled(samples, cids[k : k + 1]), alpha, effect, full=False
+            )
             # ... and so must the new level as a whole
             level = compare_samples(before, _pooled(samples, cids[k:hi]), alpha, effect, full=False)
             if first.changed and level.verdict == first.verdict:
                 confirmed.append(k)
-                trend.changes.append(Change(trend.cell_key, trend.label, trend.run_ids[k], trend.run_indices[k],
-                                            "change point", level))
+                trend.changes.append(
+                    Change(
+                        trend.cell_key,
+                        trend.label,
+                        trend.run_ids[k],
+                        trend.run_indices[k],
+                        "change point",
+                        level,
+                    )
+                )
         last = len(cids) - 1
         if trend.run_ids[-1] == run_id and last >= 1 and last not in confirmed:
             lo = max(confirmed[-1] if confirmed else 0, last - POOL_RUNS)
-            cmp = compare_samples(_pooled(samples, cids[lo:last]), _pooled(samples, cids[last:]), alpha, effect,
-                                  full=False)
+            cmp = compare_samples(
+                _pooled(samples, cids[lo:last]),
+                _pooled(samples, cids[last:]),
+                alpha,
+                effect,
+                full=False,
+            )
             if cmp.changed:
-                trend.changes.append(Change(trend.cell_key, trend.label, trend.run_ids[last],
-                                            trend.run_indices[last], "latest run", cmp))
-    return History(plan_name=run["plan_name"], run_id=run_id, run_ids=run_ids, trends=[t for t, _, _ in found])
+                trend.changes.append(
+                    Change(
+                        trend.cell_key,
+                        trend.label,
+                        trend.run_ids[last],
+                        trend.run_indices[last],
+                        "latest run",
+                        cmp,
+                    )
+                )
+    return History(
+        plan_name=run["plan_name"], run_id=run_id, run_ids=run_ids, trends=[t for t, _, _ in found]
+    )
 
 
 # -- two runs -------------------------------------------------------------------------------
 
-COMPARE_COLUMNS = ["cell_key", "label", "status_a", "status_b", "median_a_ms", "median_b_ms", "ratio",
-                   "ratio_ci_low", "ratio_ci_high", "p_value", "n_a", "n_b", "verdict"]
+COMPARE_COLUMNS = [
+    "cell_key",
+    "label",
+    "status_a",
+    "status_b",
+    "median_a_ms",
+    "median_b_ms",
+    "ratio",
+    "ratio_ci_low",
+    "ratio_ci_high",
+    "p_value",
+    "n_a",
+    "n_b",
+    "verdict",
+]
 
 
-def compare_runs(store: Store, run_a: str, run_b: str, alpha: float = ALPHA,
-                 min_effect: float = MIN_EFFECT) -> pd.DataFrame:
+def compare_runs(
+    store: Store, run_a: str, run_b: str, alpha: float = ALPHA, min_effect: float = MIN_EFFECT
+) -> pd.DataFrame:
     """Per cell present in either run: medians, ratio B/A with its interval, p-value and
     verdict (slower / faster / no change; or why it was not compared)."""
-    from reports.frame import cell_label, cells_frame
-
     for rid in (run_a, run_b):
         store.run(rid)
     if run_a == run_b:
@@ -305,14 +402,28 @@ def compare_runs(store: Store, run_a: str, run_b: str, alpha: float = ALPHA,
     for key in sorted(set(a) | set(b), key=lambda k: cell_label((a.get(k) or b.get(k))._asdict())):
         ra, rb = a.get(key), b.get(key)
         ref = (rb or ra)._asdict()
-        row: dict[str, Any] = {"cell_key": key, "label": cell_label(ref),
-                               "status_a": ra.status if ra else "absent", "status_b": rb.status if rb else "absent"}
+        row: dict[str, Any] = {
+            "cell_key": key,
+            "label": cell_label(ref),
+            "status_a": ra.status if ra else "absent",
+            "status_b": rb.status if rb else "absent",
+        }
         if ra is None or rb is None or ra.status != "done" or rb.status != "done":
             row["verdict"] = "not compared"
         else:
-            cmp = compare_samples(samples.get(ra.cell_id, []), samples.get(rb.cell_id, []), alpha, min_effect)
-            row.update(median_a_ms=cmp.median_before_ms, median_b_ms=cmp.median_after_ms, ratio=cmp.ratio,
-                       ratio_ci_low=cmp.ratio_ci[0], ratio_ci_high=cmp.ratio_ci[1], p_value=cmp.p_value,
-                       n_a=cmp.n_before, n_b=cmp.n_after, verdict=cmp.verdict)
+            cmp = compare_samples(
+                samples.get(ra.cell_id, []), samples.get(rb.cell_id, []), alpha, min_effect
+            )
+            row.update(
+                median_a_ms=cmp.median_before_ms,
+                median_b_ms=cmp.median_after_ms,
+                ratio=cmp.ratio,
+                ratio_ci_low=cmp.ratio_ci[0],
+                ratio_ci_high=cmp.ratio_ci[1],
+                p_value=cmp.p_value,
+                n_a=cmp.n_before,
+                n_b=cmp.n_after,
+                verdict=cmp.verdict,
+            )
         rows.append(row)
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS)

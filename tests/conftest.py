@@ -4,14 +4,7 @@ import pytest
 import torch
 
 from harness.model.config import ViTConfig
-
-
-def small_config(**kw) -> ViTConfig:
-    """A pruned-looking ViT small enough for unit tests: uneven heads and MLP widths."""
-    base = dict(img_size=32, patch_size=8, in_chans=3, num_classes=5, embed_dim=64, head_dim=16,
-                num_heads=(2, 4, 1), mlp_dims=(128, 64, 32), name="small")
-    base.update(kw)
-    return ViTConfig(**base)
+from tests.support.models import small_config
 
 
 @pytest.fixture
@@ -26,13 +19,32 @@ def _torch_threads():
     yield
 
 
+# -- plugins registered the way an installed package registers them -----------------------------
+
+@pytest.fixture
+def register_plugin(tmp_path, monkeypatch):
+    """``register_plugin(group, name, "module:attr")`` makes an entry point visible to
+    importlib.metadata for this test: a ``.dist-info`` folder on sys.path, as pip leaves."""
+    site = tmp_path / "plugin-site"
+    count = [0]
+
+    def register(group: str, name: str, ref: str, dist: str = "vitbench-test-plugin") -> None:
+        count[0] += 1
+        info = site / f"{dist.replace('-', '_')}_{count[0]}-0.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.0\n")
+        (info / "entry_points.txt").write_text(f"[{group}]\n{name} = {ref}\n")
+
+    monkeypatch.syspath_prepend(str(site))
+    return register
+
+
 # -- a third-party exporter, pip-installed into a temporary folder ----------------------------
 
-@pytest.fixture(scope="session")
-def installed_plugin(tmp_path_factory):
-    """Builds and installs tests/plugin_exporter (a TorchScript exporter registered through
-    the ``vitbench.exporters`` entry point) with ``pip install --target``; returns a function
-    that runs ``vitbench ARGS...`` in a subprocess that sees it on its path."""
+def _pip_plugin(folder: str, tmp_path_factory):
+    """Builds and installs ``tests/FOLDER`` (a package registering vitbench plugins through
+    entry points) with ``pip install --target``; returns a function that runs ``vitbench
+    ARGS...`` in a subprocess that sees it on its path."""
     import os
     import shutil
     import subprocess
@@ -42,19 +54,34 @@ def installed_plugin(tmp_path_factory):
     from harness.model import build_model, save_checkpoint
 
     root = Path(__file__).resolve().parents[1]
-    base = tmp_path_factory.mktemp("plugin")
+    base = tmp_path_factory.mktemp(folder)
     target = base / "site"
-    source = shutil.copytree(root / "tests" / "plugin_exporter", base / "src")  # builds leave files behind
+    source = shutil.copytree(root / "tests" / folder, base / "src")  # builds leave files behind
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(source)],
                    check=True, capture_output=True, text=True, timeout=300,
                    env={**os.environ, "PIP_NO_INDEX": "1", "TMPDIR": str(base)})
     checkpoint = save_checkpoint(build_model(small_config()), base / "small-checkpoint")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(root)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(root)]),
+           "VITBENCH_CACHE": str(base / "cache")}
 
-    def run(*args: str) -> subprocess.CompletedProcess:
+    def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
-                              env=env, timeout=600)
+                              env=env, timeout=600, cwd=cwd)
 
     run.checkpoint = checkpoint
+    run.base = base
     return run
+
+
+@pytest.fixture(scope="session")
+def installed_plugin(tmp_path_factory):
+    """tests/plugin_exporter: a TorchScript exporter registered through ``vitbench.exporters``."""
+    return _pip_plugin("plugin_exporter", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def installed_target_plugin(tmp_path_factory):
+    """tests/plugin_target: a target and its subcommand registered through
+    ``vitbench.targets`` and ``vitbench.commands``."""
+    return _pip_plugin("plugin_target", tmp_path_factory)

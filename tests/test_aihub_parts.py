@@ -14,17 +14,23 @@ MB = 1024 * 1024
 
 
 def test_profile_in_microseconds_and_bytes_becomes_ms_and_mb():
-    prof = parse_profile({
-        "execution_summary": {
-            "all_inference_times": [12000, 12500, 11800], "first_load_time": 850_000, "warm_load_time": 95_000,
-            "inference_memory_peak_range": (20 * MB, 48 * MB), "first_load_memory_peak_range": (30 * MB, 64 * MB),
+    prof = parse_profile(
+        {
+            "execution_summary": {
+                "all_inference_times": [12000, 12500, 11800],
+                "first_load_time": 850_000,
+                "warm_load_time": 95_000,
+                "inference_memory_peak_range": (20 * MB, 48 * MB),
+                "first_load_memory_peak_range": (30 * MB, 64 * MB),
+            },
+            "execution_detail": [
+                {"name": "a", "type": "MatMul", "compute_unit": "NPU", "execution_time": 300},
+                {"name": "b", "type": "MatMul", "compute_unit": "NPU", "execution_time": 300},
+                {"name": "c", "type": "Gather", "compute_unit": "CPU", "execution_time": 400},
+            ],
         },
-        "execution_detail": [
-            {"name": "a", "type": "MatMul", "compute_unit": "NPU", "execution_time": 300},
-            {"name": "b", "type": "MatMul", "compute_unit": "NPU", "execution_time": 300},
-            {"name": "c", "type": "Gather", "compute_unit": "CPU", "execution_time": 400},
-        ],
-    }, asked_unit="npu")
+        asked_unit="npu",
+    )
     assert prof.samples_ms == [12.0, 12.5, 11.8]
     assert (prof.metrics["load_cold_ms"], prof.metrics["load_warm_ms"]) == (850.0, 95.0)
     assert (prof.metrics["peak_memory_mb"], prof.metrics["peak_memory_low_mb"]) == (48.0, 20.0)
@@ -36,16 +42,26 @@ def test_profile_in_microseconds_and_bytes_becomes_ms_and_mb():
 
 
 def test_cpu_fallback_is_flagged_by_time_not_only_layer_count():
-    detail = [{"compute_unit": "NPU", "execution_time": 10}] * 3 + [{"compute_unit": "CPU", "execution_time": 500}]
-    prof = parse_profile({"execution_summary": {"all_inference_times": [5000]}, "execution_detail": detail}, "npu")
+    detail = [{"compute_unit": "NPU", "execution_time": 10}] * 3 + [
+        {"compute_unit": "CPU", "execution_time": 500}
+    ]
+    prof = parse_profile(
+        {"execution_summary": {"all_inference_times": [5000]}, "execution_detail": detail}, "npu"
+    )
     assert prof.compute_unit == "cpu"
     assert "CPU fallback" in prof.warnings[0] and "3 of 4 layers on NPU" in prof.warnings[0]
 
 
 def test_old_profile_without_per_iteration_times():
-    prof = parse_profile({"execution_summary": {"estimated_inference_time": 20000,
-                                                "estimated_inference_peak_memory": 10 * MB},
-                          "execution_detail": []})
+    prof = parse_profile(
+        {
+            "execution_summary": {
+                "estimated_inference_time": 20000,
+                "estimated_inference_peak_memory": 10 * MB,
+            },
+            "execution_detail": [],
+        }
+    )
     assert prof.samples_ms == [20.0] and prof.metrics["peak_memory_mb"] == 10.0
     assert "one estimated inference time" in prof.warnings[0] and prof.compute_unit == ""
     with pytest.raises(ValueError, match="no inference times"):
@@ -58,7 +74,10 @@ def test_journal_writes_through_and_merges_with_other_writers(tmp_path):
     a.put("cell-1", "compile", "j1")
     b.put("cell-2", "compile", "j2")  # another process: must not drop cell-1
     a.put("cell-1", "profile", "j3")
-    assert json.loads(path.read_text()) == {"cell-1": {"compile": "j1", "profile": "j3"}, "cell-2": {"compile": "j2"}}
+    assert json.loads(path.read_text()) == {
+        "cell-1": {"compile": "j1", "profile": "j3"},
+        "cell-2": {"compile": "j2"},
+    }
     assert JobJournal(path).get("cell-1", "profile") == "j3"
     b.drop("cell-1", "profile")
     assert a.get("cell-1", "profile") is None and a.get("nothing", "compile") is None

@@ -1,10 +1,9 @@
 """The Android target end to end: vitbench's adb client against a fake adb server on loopback
-that runs stand-in runners in per-phone sandbox folders (tests/fake_adb.py)."""
+that runs stand-in runners in per-phone sandbox folders (tests/support/fake_adb.py)."""
 
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,17 +14,26 @@ from click.testing import CliRunner
 from harness.cli import main
 from harness.errors import UserError
 from harness.measure import LoopSettings
-from targets.adb import AdbClient, AdbServerUnreachable, DeviceNotFound
-from targets.android import AndroidTarget
-from targets.android_runners import RunnerError
-from targets.base import ProfileSettings, TargetError
-from tests.artifact_fixtures_android import elf_file, install_runners, make_artifact, weights
-from tests.fake_adb import FakeAdbServer, mediatek_phone, snapdragon_phone
+from harness.parity import REFERENCE_COUNT
+from harness.target import ProfileSettings, TargetError
+from targets.android.adb import AdbClient, AdbServerUnreachable, DeviceNotFound
+from targets.android.runners import RunnerError
+from targets.android.target import AndroidTarget
+from tests.support.android_runners import elf_file, install_runners
+from tests.support.artifacts import (
+    exported,
+    relabel,
+    replace_model,
+    without_reference,
+    wrong_reference,
+)
+from tests.support.fake_adb import FakeAdbServer, mediatek_phone, snapdragon_phone
+from tests.support.loopback import free_port
 
 
 @pytest.fixture
 def etdump_env(monkeypatch):
-    from targets.etdump import flatc_and_schema
+    from targets.android.etdump import flatc_and_schema
 
     flatc, schema = flatc_and_schema()
     monkeypatch.setenv("VITBENCH_FLATC", flatc)
@@ -36,32 +44,58 @@ def etdump_env(monkeypatch):
 def lab(tmp_path, etdump_env, request):
     phone_kw = getattr(request, "param", {})
     with FakeAdbServer() as srv:
-        snap = srv.add(snapdragon_phone(tmp_path / "phones", rooted=True, **phone_kw.get("snap", {})))
+        snap = srv.add(
+            snapdragon_phone(tmp_path / "phones", rooted=True, **phone_kw.get("snap", {}))
+        )
         mtk = srv.add(mediatek_phone(tmp_path / "phones", **phone_kw.get("mtk", {})))
         runners = install_runners(tmp_path / "runners")
-        target = AndroidTarget(srv.address, runners={"executorch": str(runners["executor_runner"]),
-                                                     "onnxruntime": str(runners["onnxruntime_perf_test"])})
-        yield SimpleNamespace(srv=srv, snap=snap, mtk=mtk, runners=runners, target=target, tmp=tmp_path)
+        target = AndroidTarget(
+            srv.address,
+            runners={
+                "executorch": str(runners["executor_runner"]),
+                "onnxruntime": str(runners["onnxruntime_perf_test"]),
+            },
+        )
+        yield SimpleNamespace(
+            srv=srv, snap=snap, mtk=mtk, runners=runners, target=target, tmp=tmp_path
+        )
+
+
+def pte(folder: Path, **manifest):
+    """The exporter's ExecuTorch program for the small ViT (XNNPACK), relabelled by
+    ``manifest`` (``delegate="qnn"``) where it stands in for one this machine cannot build."""
+    art = exported(folder, "executorch")
+    return relabel(art, **manifest) if manifest else art
 
 
 def settings(warmup=2, n=15, min_seconds=0.0, **options) -> ProfileSettings:
-    loop = LoopSettings(warmup_iterations=warmup, warmup_seconds=0, min_iterations=n, min_seconds=min_seconds)
+    loop = LoopSettings(
+        warmup_iterations=warmup, warmup_seconds=0, min_iterations=n, min_seconds=min_seconds
+    )
     return ProfileSettings(loop=loop, options={"poll_s": 0.01, "max_wait_s": 5.0} | options)
 
 
 def left_on_phone(phone) -> list[str]:
     root = phone.root / "data/local/tmp/vitbench"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    return (
+        sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+        if root.exists()
+        else []
+    )
 
 
 # -- the client and the listing ---------------------------------------------------------------
+
 
 def test_client_speaks_the_host_protocol(lab):
     client = AdbClient(lab.srv.address)
     assert client.version() == 41
     entries = {e.serial: e for e in client.devices()}
     assert set(entries) == {"R5CX10SNAP", "10AD5F0MTK"}
-    assert entries["R5CX10SNAP"].state == "device" and entries["R5CX10SNAP"].details["model"] == "SM-S928B"
+    assert (
+        entries["R5CX10SNAP"].state == "device"
+        and entries["R5CX10SNAP"].details["model"] == "SM-S928B"
+    )
     res = client.shell("R5CX10SNAP", "echo out; echo err >&2; exit 3")
     assert (res.stdout, res.stderr, res.exit_code) == ("out\n", "err\n", 3)
     local = lab.tmp / "blob.bin"
@@ -80,18 +114,27 @@ def test_client_speaks_the_host_protocol(lab):
 @pytest.mark.parametrize("lab", [{"mtk": {"shell_v2": False}}], indirect=True)
 def test_phone_without_shell_v2_gets_the_raw_shell(lab):
     client = AdbClient(lab.srv.address)
-    assert "shell_v2" not in client.features("10AD5F0MTK") and "shell_v2" in client.features("R5CX10SNAP")
+    assert "shell_v2" not in client.features("10AD5F0MTK") and "shell_v2" in client.features(
+        "R5CX10SNAP"
+    )
     res = client.shell("10AD5F0MTK", "echo out; echo err >&2; exit 3")
     assert res.exit_code == 3 and "out" in res.stdout and "err" in res.stdout
-    prof = lab.target.profile(make_artifact(lab.tmp / "pte"), lab.target.device("10AD5F0MTK"), settings(n=4))
+    prof = lab.target.profile(
+        pte(lab.tmp / "pte"), lab.target.device("10AD5F0MTK"), settings(n=4)
+    )
     assert len(prof.samples_ms) == 4 and prof.metrics["peak_memory_mb"] > 0
-    assert "10AD5F0MTK:shell" in lab.srv.requests and "10AD5F0MTK:shell,v2,raw" not in lab.srv.requests
+    assert (
+        "10AD5F0MTK:shell" in lab.srv.requests and "10AD5F0MTK:shell,v2,raw" not in lab.srv.requests
+    )
 
 
 def test_devices_identify_both_phones(lab):
     devices = {d.attributes["serial"]: d for d in lab.target.devices()}
     snap, mtk = devices["R5CX10SNAP"], devices["10AD5F0MTK"]
-    assert snap.chipset == "qualcomm-snapdragon-8gen3" and snap.attributes["chipset_name"] == "Snapdragon 8 Gen 3"
+    assert (
+        snap.chipset == "qualcomm-snapdragon-8gen3"
+        and snap.attributes["chipset_name"] == "Snapdragon 8 Gen 3"
+    )
     assert mtk.chipset == "mediatek-dimensity-9300" and mtk.attributes["soc_model"] == "MT6989"
     assert snap.os == "Android 14" and snap.name == "Galaxy S24 Ultra (R5CX10SNAP)"
     assert snap.attributes["abi"] == "arm64-v8a" and snap.attributes["ram_mb"] == 12_000_000 // 1024
@@ -99,53 +142,75 @@ def test_devices_identify_both_phones(lab):
 
 
 def test_select_phones_for_a_plan(lab):
-    picked, unmatched = lab.target.select(["chipset:mediatek-dimensity-9300", "SM8650", "Pixel 9", "r5cx10snap"])
-    assert [d.attributes["serial"] for d in picked] == ["10AD5F0MTK", "R5CX10SNAP"] and unmatched == ["Pixel 9"]
+    picked, unmatched = lab.target.select(
+        ["chipset:mediatek-dimensity-9300", "SM8650", "Pixel 9", "r5cx10snap"]
+    )
+    assert [d.attributes["serial"] for d in picked] == [
+        "10AD5F0MTK",
+        "R5CX10SNAP",
+    ] and unmatched == ["Pixel 9"]
     assert len(lab.target.select([])[0]) == 2
-    assert [d.attributes["serial"] for d in lab.target.select(["Dimensity 9300"])[0]] == ["10AD5F0MTK"]
+    assert [d.attributes["serial"] for d in lab.target.select(["Dimensity 9300"])[0]] == [
+        "10AD5F0MTK"
+    ]
 
 
 def test_artifacts_a_phone_cannot_run(lab):
-    qnn = make_artifact(lab.tmp / "qnn", delegate="qnn")
-    with pytest.raises(TargetError, match="delegated to qnn, which runs on Snapdragon phones; 10AD5F0MTK has Dimensity 9300") as info:
+    qnn = pte(lab.tmp / "qnn", delegate="qnn")
+    with pytest.raises(
+        TargetError,
+        match="delegated to qnn, which runs on Snapdragon phones; 10AD5F0MTK has Dimensity 9300",
+    ) as info:
         lab.target.profile(qnn, lab.target.device("10AD5F0MTK"), settings(n=3))
     assert info.value.kind == "model"
-    coreml = make_artifact(lab.tmp / "coreml", delegate="coreml")
+    coreml = pte(lab.tmp / "coreml", delegate="coreml")
     assert not lab.target.accepts(coreml) and "Apple" in lab.target.refusal(coreml)
-    assert lab.target.accepts(qnn) and lab.target.accepts(make_artifact(lab.tmp / "onnx", fmt="onnx"))
+    assert lab.target.accepts(qnn) and lab.target.accepts(
+        exported(lab.tmp / "onnx", "onnx")
+    )
 
 
 # -- profile ----------------------------------------------------------------------------------
 
+
 def test_profile_executorch_on_snapdragon(lab):
-    art = make_artifact(lab.tmp / "pte", delegate="qnn")
+    art = pte(lab.tmp / "pte", delegate="qnn")
     dev = lab.target.device("R5CX10SNAP")
     prof = lab.target.profile(art, dev, settings(min_seconds=0.5))
     # the first run (2 + 15 executions of ~12 ms) is under 0.5 s, so a longer second run is used
     assert prof.stats.n == len(prof.samples_ms) > 15 and sum(prof.samples_ms) >= 500
     assert 12.0 <= prof.stats.p50 < 13.0
-    assert prof.metrics["load_cold_ms"] == pytest.approx(35.0) and prof.metrics["load_warm_ms"] == pytest.approx(28.0)
+    assert prof.metrics["load_cold_ms"] == pytest.approx(35.0) and prof.metrics[
+        "load_warm_ms"
+    ] == pytest.approx(28.0)
     assert prof.metrics["first_inference_ms"] > 1.5 * prof.stats.p50  # cold first execution
-    assert prof.metrics["peak_memory_mb"] >= 24  # the stand-in's real VmHWM (24 MB ballast + python)
+    assert (
+        prof.metrics["peak_memory_mb"] >= 24
+    )  # the stand-in's real VmHWM (24 MB ballast + python)
     # ETDump: 75% of each execution in the QNN delegate
     assert prof.compute_unit == "npu"
     assert prof.metrics["compute_share_npu"] == pytest.approx(0.75, abs=0.01)
     assert len(prof.details["etdump"]["execute_ms"]) == prof.details["runs"][-1]["executions"]
     env = prof.environment
-    assert env["state_before"]["thermal_name"] == "NONE" and env["state_before"]["battery_c"] == 30.5
+    assert (
+        env["state_before"]["thermal_name"] == "NONE" and env["state_before"]["battery_c"] == 30.5
+    )
     assert env["state_before"]["cpus"][7]["max_khz"] == 3302400 and env["screen"] == "Awake"
     assert prof.runtime == "executorch" and prof.target == "android"
     assert left_on_phone(lab.snap) == []  # artifact, runner, wrapper, ETDump removed
 
 
 def test_profile_onnx_on_mediatek_with_nnapi(lab):
-    art = make_artifact(lab.tmp / "onnx", fmt="onnx")
+    art = exported(lab.tmp / "onnx", "onnx")
     s = settings(n=12)
     s = ProfileSettings(loop=s.loop, compute_unit="npu", options=s.options)
     prof = lab.target.profile(art, lab.target.device("10AD5F0MTK"), s)
     assert len(prof.samples_ms) == 12 and prof.runtime == "ort" and prof.compute_unit == "npu"
     assert 15 * 0.6 <= prof.stats.p50 < 15 * 0.6 * 1.1  # NNAPI speed in the stand-in's physics
-    assert prof.metrics["load_cold_ms"] == pytest.approx(42.0) and prof.metrics["first_inference_ms"] == 15
+    assert (
+        prof.metrics["load_cold_ms"] == pytest.approx(42.0)
+        and prof.metrics["first_inference_ms"] == 15
+    )
     assert prof.details["runs"][0]["runner_summary"]["p50_ms"] > 0
     run_cmd = next(c for c in lab.mtk.commands if "run.sh" in c)
     assert "-e nnapi" in run_cmd and "-r 14" in run_cmd
@@ -153,25 +218,30 @@ def test_profile_onnx_on_mediatek_with_nnapi(lab):
 
 
 def test_threads_and_big_core_pinning(lab):
-    art = make_artifact(lab.tmp / "pte")
+    art = pte(lab.tmp / "pte")
     for serial, phone, mask in (("R5CX10SNAP", lab.snap, "fc"), ("10AD5F0MTK", lab.mtk, "f0")):
         s = settings(n=5, pin_big_cores=True)
         s = ProfileSettings(loop=s.loop, threads=2, options=s.options)
         prof = lab.target.profile(art, lab.target.device(serial), s)
         assert phone.taskset_masks() == [mask]
-        assert prof.environment["pinned_cpus"] == [int(c) for c in range(8) if int(mask, 16) >> c & 1]
+        assert prof.environment["pinned_cpus"] == [
+            int(c) for c in range(8) if int(mask, 16) >> c & 1
+        ]
         assert "--cpu_threads=2" in next(c for c in phone.commands if "run.sh" in c)
 
 
 def test_push_once_per_content_hash_and_close_removes(lab):
-    art = make_artifact(lab.tmp / "pte")
+    art = pte(lab.tmp / "pte")
     dev = lab.target.device("10AD5F0MTK")
     for _ in range(2):
         lab.target.profile(art, dev, settings(n=3, keep_on_device=True))
     models = [p for p in lab.mtk.sends if p.endswith("model.pte")]
     runners = [p for p in lab.mtk.sends if p.endswith("executor_runner")]
     assert len(models) == 1 and len(runners) == 1
-    assert sorted(p.split("/")[-1] for p in left_on_phone(lab.mtk)) == ["executor_runner", "model.pte"]
+    assert sorted(p.split("/")[-1] for p in left_on_phone(lab.mtk)) == [
+        "executor_runner",
+        "model.pte",
+    ]
     # a new target (another session) finds them by sha256 and does not push again
     other = AndroidTarget(lab.srv.address, runners=lab.target.runners)
     other.profile(art, dev, settings(n=3, keep_on_device=True))
@@ -181,10 +251,13 @@ def test_push_once_per_content_hash_and_close_removes(lab):
     assert left_on_phone(lab.mtk) == []
 
 
-@pytest.mark.parametrize("lab", [{"snap": {"thermal": [3, 2, 1, 0], "battery_tenths": [430, 410, 380, 350]}}],
-                         indirect=True)
+@pytest.mark.parametrize(
+    "lab",
+    [{"snap": {"thermal": [3, 2, 1, 0], "battery_tenths": [430, 410, 380, 350]}}],
+    indirect=True,
+)
 def test_hot_phone_is_waited_for_until_it_cools(lab):
-    art = make_artifact(lab.tmp / "pte")
+    art = pte(lab.tmp / "pte")
     prof = lab.target.profile(art, lab.target.device("R5CX10SNAP"), settings(n=3))
     wait = prof.environment["thermal_wait"]
     assert [p["thermal_status"] for p in wait["polls"]] == [3, 2, 1, 0]
@@ -195,19 +268,32 @@ def test_hot_phone_is_waited_for_until_it_cools(lab):
 
 @pytest.mark.parametrize("lab", [{"snap": {"thermal": [2]}}], indirect=True)
 def test_wait_is_bounded_and_a_still_hot_phone_is_reported(lab):
-    art = make_artifact(lab.tmp / "pte")
-    prof = lab.target.profile(art, lab.target.device("R5CX10SNAP"), settings(n=3, max_wait_s=0.6, poll_s=0.02))
+    art = pte(lab.tmp / "pte")
+    prof = lab.target.profile(
+        art, lab.target.device("R5CX10SNAP"), settings(n=3, max_wait_s=0.6, poll_s=0.02)
+    )
     wait = prof.environment["thermal_wait"]
     assert wait["cooled"] is False and len(wait["polls"]) >= 2 and wait["waited_s"] < 0.6 + 2.0
     assert any("still hot" in w and "MODERATE" in w for w in prof.warnings)
 
 
-@pytest.mark.parametrize("lab", [{"snap": {"thermal": [0, 0, 0, 0, 1, 2],
-                                           "physics": {"base_ms": 12.0, "load_ms": 35.0, "slow_from_run": 2,
-                                                       "slowdown": 1.4}}}], indirect=True)
+@pytest.mark.parametrize(
+    "lab",
+    [
+        {
+            "snap": {
+                "thermal": [0, 0, 0, 0, 1, 2],
+                "physics": {"base_ms": 12.0, "load_ms": 35.0, "slow_from_run": 2, "slowdown": 1.4},
+            }
+        }
+    ],
+    indirect=True,
+)
 def test_sustained_mode_reports_when_throttling_starts(lab):
-    art = make_artifact(lab.tmp / "pte")
-    prof = lab.target.profile(art, lab.target.device("R5CX10SNAP"), settings(warmup=0, n=20, sustained_s=1.0))
+    art = pte(lab.tmp / "pte")
+    prof = lab.target.profile(
+        art, lab.target.device("R5CX10SNAP"), settings(warmup=0, n=20, sustained_s=1.0)
+    )
     rounds = prof.details["sustained"]
     assert len(rounds) >= 4 and [r["throttled"] for r in rounds[:2]] == [False, False]
     onset = next(r for r in rounds if r["throttled"])
@@ -220,7 +306,7 @@ def test_sustained_mode_reports_when_throttling_starts(lab):
 
 @pytest.mark.parametrize("lab", [{"snap": {"drop_on": ("run.sh", 8)}}], indirect=True)
 def test_phone_that_disconnects_fails_its_own_cell_and_the_other_goes_on(lab):
-    art = make_artifact(lab.tmp / "pte")
+    art = pte(lab.tmp / "pte")
     snap_dev, mtk_dev = lab.target.device("R5CX10SNAP"), lab.target.device("10AD5F0MTK")
     with pytest.raises(TargetError) as info:
         lab.target.profile(art, snap_dev, settings(warmup=2, n=30))
@@ -242,9 +328,10 @@ def test_runner_that_hangs_is_stopped_at_the_timeout(lab, tmp_path):
     s = ProfileSettings(loop=s.loop, timeout_s=2.0, options=s.options)
     t0 = time.monotonic()
     with pytest.raises(TargetError, match="did not finish within 2 s") as info:
-        lab.target.profile(make_artifact(tmp_path / "pte"), lab.target.device("10AD5F0MTK"), s)
+        lab.target.profile(pte(tmp_path / "pte"), lab.target.device("10AD5F0MTK"), s)
     assert info.value.kind == "measurement" and time.monotonic() - t0 < 30
     assert left_on_phone(lab.mtk) == []
+
     def alive() -> list[str]:  # processes whose command line names the phone's files
         found = []
         for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
@@ -256,7 +343,9 @@ def test_runner_that_hangs_is_stopped_at_the_timeout(lab, tmp_path):
                 found.append(text)
         return found
 
-    for _ in range(100):  # the runner was killed on the phone (by its pid file); its wrapper then ends
+    for _ in range(
+        100
+    ):  # the runner was killed on the phone (by its pid file); its wrapper then ends
         if not alive():
             break
         time.sleep(0.05)
@@ -264,7 +353,7 @@ def test_runner_that_hangs_is_stopped_at_the_timeout(lab, tmp_path):
 
 
 def test_runner_that_crashes_fails_as_model_and_keeps_samples(lab):
-    art = make_artifact(lab.tmp / "crash", content=b"CRASH and burn")
+    art = replace_model(pte(lab.tmp / "crash"), b"CRASH and burn")
     with pytest.raises(TargetError) as info:
         lab.target.profile(art, lab.target.device("R5CX10SNAP"), settings(warmup=0, n=10))
     err = info.value
@@ -275,8 +364,10 @@ def test_runner_that_crashes_fails_as_model_and_keeps_samples(lab):
 
 
 def test_artifact_the_runner_cannot_parse(lab):
-    art = make_artifact(lab.tmp / "junk", content=b"not a program")
-    with pytest.raises(TargetError, match="exited with code 1 .*Failed to parse model file") as info:
+    art = replace_model(pte(lab.tmp / "junk"), b"not a program")
+    with pytest.raises(
+        TargetError, match="exited with code 1 .*Failed to parse model file"
+    ) as info:
         lab.target.profile(art, lab.target.device("10AD5F0MTK"), settings(n=3))
     assert info.value.kind == "model"
 
@@ -284,7 +375,7 @@ def test_artifact_the_runner_cannot_parse(lab):
 def test_old_runner_without_per_iteration_lines(lab, tmp_path):
     lab.mtk.physics = {"base_ms": 15.0, "old_runner": True}
     lab.mtk.setup()
-    art = make_artifact(tmp_path / "pte")
+    art = pte(tmp_path / "pte")
     prof = lab.target.profile(art, lab.target.device("10AD5F0MTK"), settings(n=4))
     assert len(prof.samples_ms) == 1 and any("per-process means" in w for w in prof.warnings)
     assert "--cpu_threads" not in next(c for c in lab.mtk.commands if "run.sh" in c)
@@ -298,46 +389,48 @@ def test_old_runner_without_per_iteration_lines(lab, tmp_path):
 def test_android_pal_logs_are_read_from_logcat(lab, tmp_path):
     lab.mtk.physics = {"base_ms": 15.0, "pal": "android"}
     lab.mtk.setup()
-    prof = lab.target.profile(make_artifact(tmp_path / "pte"), lab.target.device("10AD5F0MTK"), settings(n=4))
+    prof = lab.target.profile(
+        pte(tmp_path / "pte"), lab.target.device("10AD5F0MTK"), settings(n=4)
+    )
     assert len(prof.samples_ms) == 4 and prof.metrics["load_cold_ms"] == pytest.approx(30.0)
 
 
 # -- infer and parity -------------------------------------------------------------------------
 
+
 def test_infer_and_parity_on_the_phone(lab):
-    good = make_artifact(lab.tmp / "good")
+    good = pte(lab.tmp / "good")
     dev = lab.target.device("R5CX10SNAP")
     result = lab.target.parity(good, dev)
-    assert result.passed("fp32") and result.max_abs < 1e-5 and result.n == 2
-    wrong = make_artifact(lab.tmp / "wrong", reference_w=weights(seed=1))
-    assert not lab.target.parity(wrong, dev).passed("fp32")
+    assert result.passed and result.max_abs < 1e-5 and result.n == REFERENCE_COUNT
+    wrong = wrong_reference(pte(lab.tmp / "wrong"))
+    assert not lab.target.parity(wrong, dev).passed
     # asked for with the profile, parity lands in its metrics and a failure in its warnings
     prof = lab.target.profile(wrong, dev, settings(n=3, parity=True))
     assert prof.metrics["parity_top1"] < 1.0 and prof.metrics["parity_cosine"] < 0.99999
     assert any(w.startswith("parity (fp32): ") for w in prof.warnings)
-    bare = make_artifact(lab.tmp / "bare", reference=False)
+    bare = without_reference(pte(lab.tmp / "bare"))
     prof = lab.target.profile(bare, dev, settings(n=3, parity=True))  # no reference: numbers kept
-    assert len(prof.samples_ms) == 3 and any("parity not checked" in w and "reference" in w for w in prof.warnings)
+    assert len(prof.samples_ms) == 3 and any(
+        "parity not checked" in w and "reference" in w for w in prof.warnings
+    )
     assert left_on_phone(lab.snap) == []
 
 
 def test_onnx_infer_needs_an_output_writing_runner(lab):
-    art = make_artifact(lab.tmp / "onnx", fmt="onnx")
+    art = exported(lab.tmp / "onnx", "onnx")
     with pytest.raises(RunnerError, match="onnxruntime_perf_test cannot write outputs"):
         lab.target.infer(art, lab.target.device("R5CX10SNAP"), [])
 
 
 # -- bad input --------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_no_adb_server_says_how_to_check():
     target = AndroidTarget(f"127.0.0.1:{free_port()}")
-    with pytest.raises(AdbServerUnreachable, match=r"no adb server at 127\.0\.0\.1:\d+ .*adb devices"):
+    with pytest.raises(
+        AdbServerUnreachable, match=r"no adb server at 127\.0\.0\.1:\d+ .*adb devices"
+    ):
         target.devices()
     assert "no adb server" in target.unavailable_reason()
 
@@ -347,16 +440,20 @@ def test_unauthorized_phone_is_listed_but_not_used(lab):
     assert [d.attributes["serial"] for d in lab.target.devices()] == ["R5CX10SNAP"]
     rows = {r["serial"]: r for r in lab.target.attached()}
     assert rows["10AD5F0MTK"]["state"] == "unauthorized" and "model" not in rows["10AD5F0MTK"]
-    with pytest.raises(UserError, match="10AD5F0MTK is unauthorized: unlock it and accept the USB debugging prompt"):
+    with pytest.raises(
+        UserError, match="10AD5F0MTK is unauthorized: unlock it and accept the USB debugging prompt"
+    ):
         lab.target.device("10AD5F0MTK")
 
 
 def test_bad_runners_and_serials(lab):
-    art = make_artifact(lab.tmp / "pte")
-    onnx = make_artifact(lab.tmp / "onnx", fmt="onnx")
+    art = pte(lab.tmp / "pte")
+    onnx = exported(lab.tmp / "onnx", "onnx")
     dev = lab.target.device("R5CX10SNAP")
     bare = AndroidTarget(lab.srv.address)
-    with pytest.raises(RunnerError, match="no runner for executorch artifacts: build executor_runner"):
+    with pytest.raises(
+        RunnerError, match="no runner for executorch artifacts: build executor_runner"
+    ):
         bare.profile(art, dev, settings())
     with pytest.raises(RunnerError, match="does not exist"):
         bare.profile(art, dev, settings(runner=str(lab.tmp / "missing")))
@@ -370,12 +467,15 @@ def test_bad_runners_and_serials(lab):
         junk = lab.tmp / "junk_runner"
         junk.write_bytes(b"MZ\0\0")
         bare.profile(art, dev, settings(runner=str(junk)))
-    with pytest.raises(UserError, match="no phone 'NOPE' .*attached: R5CX10SNAP, 10AD5F0MTK.*adb devices"):
+    with pytest.raises(
+        UserError, match="no phone 'NOPE' .*attached: R5CX10SNAP, 10AD5F0MTK.*adb devices"
+    ):
         lab.target.device("NOPE")
     assert left_on_phone(lab.snap) == []
 
 
 # -- CLI --------------------------------------------------------------------------------------
+
 
 def test_cli_devices_and_profile(lab, monkeypatch):
     monkeypatch.setenv("VITBENCH_ADB_SERVER", lab.srv.address)
@@ -386,29 +486,56 @@ def test_cli_devices_and_profile(lab, monkeypatch):
     assert rows["10AD5F0MTK"]["chipset_name"] == "Dimensity 9300"
     res = cli.invoke(main, ["android", "devices"])
     assert "Snapdragon 8 Gen 3" in res.output and "R5CX10SNAP" in res.output
-    art = make_artifact(lab.tmp / "pte")
-    res = cli.invoke(main, ["android", "profile", str(art.path), "--serial", "10AD5F0MTK",
-                            "--runner", str(lab.runners["executor_runner"]), "--iterations", "6", "--threads", "2",
-                            "--poll-s", "0.01", "--parity", "--json"])
+    art = pte(lab.tmp / "pte")
+    profile = ["android", "profile", str(art.path)]
+    runner = ["--runner", str(lab.runners["executor_runner"])]
+    res = cli.invoke(
+        main,
+        [*profile, "--serial", "10AD5F0MTK", *runner, "--iterations", "6", "--threads", "2"]
+        + ["--poll-s", "0.01", "--parity", "--json"],
+    )
     assert res.exit_code == 0, res.output
     prof = json.loads(res.output)
     assert len(prof["samples_ms"]) == 6 and prof["device"]["chipset"] == "mediatek-dimensity-9300"
     assert prof["metrics"]["parity_cosine"] > 0.99999 and prof["settings"]["threads"] == 2
-    res = cli.invoke(main, ["android", "profile", str(art.path), "--serial", "R5CX10SNAP", "--iterations", "3",
-                            "--poll-s", "0.01"])
-    assert res.exit_code == 2 and res.output.count("\n") == 1 and "no runner for executorch" in res.output
+    res = cli.invoke(
+        main, [*profile, "--serial", "R5CX10SNAP", "--iterations", "3", "--poll-s", "0.01"]
+    )
+    assert (
+        res.exit_code == 2
+        and res.output.count("\n") == 1
+        and "no runner for executorch" in res.output
+    )
 
 
 def test_cli_errors_are_one_line(lab, monkeypatch, tmp_path):
     monkeypatch.setenv("VITBENCH_ADB_SERVER", f"127.0.0.1:{free_port()}")
     res = CliRunner().invoke(main, ["android", "devices"])
-    assert res.exit_code == 1 and res.output.startswith("vitbench: error: no adb server") and res.output.count("\n") == 1
+    assert (
+        res.exit_code == 1
+        and res.output.startswith("vitbench: error: no adb server")
+        and res.output.count("\n") == 1
+    )
     with FakeAdbServer() as empty:
         monkeypatch.setenv("VITBENCH_ADB_SERVER", empty.address)
         res = CliRunner().invoke(main, ["android", "devices"])
-        assert res.exit_code == 1 and "no phones attached" in res.output and "adb devices" in res.output
+        assert (
+            res.exit_code == 1
+            and "no phones attached" in res.output
+            and "adb devices" in res.output
+        )
     monkeypatch.setenv("VITBENCH_ADB_SERVER", lab.srv.address)
-    art = make_artifact(tmp_path / "pte")
-    res = CliRunner().invoke(main, ["android", "profile", str(art.path), "--serial", "GONE",
-                                    "--runner", str(lab.runners["executor_runner"])])
+    art = pte(tmp_path / "pte")
+    res = CliRunner().invoke(
+        main,
+        [
+            "android",
+            "profile",
+            str(art.path),
+            "--serial",
+            "GONE",
+            "--runner",
+            str(lab.runners["executor_runner"]),
+        ],
+    )
     assert res.exit_code == 1 and "no phone 'GONE'" in res.output and res.output.count("\n") == 1

@@ -10,7 +10,8 @@ from safetensors.torch import save_file
 from harness.cli import main
 from harness.errors import CheckpointError
 from harness.model import build_model, import_timm, load_checkpoint, load_model, save_checkpoint
-from tests.timm_reference import TIMM_SHAPES, timm_forward, timm_state_dict
+from tests.support.cli import assert_one_line_error
+from tests.support.timm_reference import TIMM_SHAPES, timm_forward, timm_state_dict
 
 
 def test_save_load_round_trip_is_bit_exact(tmp_path, small_cfg):
@@ -78,31 +79,22 @@ def _run(*args):
     return res.exit_code, res.output
 
 
-def _assert_one_line_error(code, out, *fragments):
-    assert code == 2, out
-    assert "Traceback" not in out
-    lines = [ln for ln in out.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("vitbench: error: "), out
-    for f in fragments:
-        assert f in lines[0], lines[0]
-
-
 def test_unknown_preset(tmp_path):
-    _assert_one_line_error(*_run("info", "vit-huge"), "unknown preset 'vit-huge'", "lite", "tiny")
+    assert_one_line_error(*_run("info", "vit-huge"), "unknown preset 'vit-huge'", "lite", "tiny")
 
 
 def test_missing_checkpoint(tmp_path):
-    _assert_one_line_error(*_run("info", str(tmp_path / "nothere")), "does not exist")
-    _assert_one_line_error(*_run("info", str(tmp_path / "nothere.pth")), "does not exist")
+    assert_one_line_error(*_run("info", str(tmp_path / "nothere")), "does not exist")
+    assert_one_line_error(*_run("info", str(tmp_path / "nothere.pth")), "does not exist")
 
 
 def test_unreadable_checkpoints(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"\x00not a zip file at all")
-    _assert_one_line_error(*_run("info", str(tmp_path / "junk.pth")), "junk.pth", "weights-only")
+    assert_one_line_error(*_run("info", str(tmp_path / "junk.pth")), "junk.pth", "weights-only")
     (tmp_path / "junk.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{bad")
-    _assert_one_line_error(*_run("info", str(tmp_path / "junk.safetensors")), "not a readable safetensors file")
+    assert_one_line_error(*_run("info", str(tmp_path / "junk.safetensors")), "not a readable safetensors file")
     (tmp_path / "empty").mkdir()
-    _assert_one_line_error(*_run("info", str(tmp_path / "empty")), "has no config.json")
+    assert_one_line_error(*_run("info", str(tmp_path / "empty")), "has no config.json")
 
 
 def _saved(tmp_path, small_cfg):
@@ -114,7 +106,7 @@ def test_state_dict_shape_mismatch_names_key_and_both_shapes(tmp_path, small_cfg
     cfg = json.loads((ck / "config.json").read_text())
     cfg["mlp_dims"] = [128, 64, 48]
     (ck / "config.json").write_text(json.dumps(cfg))
-    _assert_one_line_error(*_run("info", str(ck)), "'blocks.2.mlp.fc1.weight'", "(32, 64)", "(48, 64)")
+    assert_one_line_error(*_run("info", str(ck)), "'blocks.2.mlp.fc1.weight'", "(32, 64)", "(48, 64)")
 
 
 def test_state_dict_missing_and_unexpected_keys(tmp_path, small_cfg):
@@ -124,23 +116,23 @@ def test_state_dict_missing_and_unexpected_keys(tmp_path, small_cfg):
     sd = load_file(str(ck / "model.safetensors"))
     sd.pop("norm.weight")
     save_file(sd, str(ck / "model.safetensors"))
-    _assert_one_line_error(*_run("info", str(ck)), "'norm.weight'", "missing", "(64)")
+    assert_one_line_error(*_run("info", str(ck)), "'norm.weight'", "missing", "(64)")
     sd["norm.weight"] = torch.ones(64)
     sd["blocks.0.attn.q_norm.weight"] = torch.ones(16)
     save_file(sd, str(ck / "model.safetensors"))
-    _assert_one_line_error(*_run("info", str(ck)), "unexpected key 'blocks.0.attn.q_norm.weight'", "(16)")
+    assert_one_line_error(*_run("info", str(ck)), "unexpected key 'blocks.0.attn.q_norm.weight'", "(16)")
 
 
 def test_config_with_unknown_or_missing_fields(tmp_path, small_cfg):
     ck = _saved(tmp_path, small_cfg)
     cfg = json.loads((ck / "config.json").read_text())
     (ck / "config.json").write_text(json.dumps(cfg | {"dropout": 0.1}))
-    _assert_one_line_error(*_run("info", str(ck)), "unknown field(s) dropout")
+    assert_one_line_error(*_run("info", str(ck)), "unknown field(s) dropout")
     del cfg["embed_dim"]
     (ck / "config.json").write_text(json.dumps(cfg))
-    _assert_one_line_error(*_run("info", str(ck)), "missing field(s) embed_dim")
+    assert_one_line_error(*_run("info", str(ck)), "missing field(s) embed_dim")
     (ck / "config.json").write_text("{not json")
-    _assert_one_line_error(*_run("info", str(ck)), "not valid JSON")
+    assert_one_line_error(*_run("info", str(ck)), "not valid JSON")
 
 
 def test_info_on_timm_file_shows_per_block_widths(tmp_path):

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from harness.cli import main
 from harness.model import build_model, count_params, load_checkpoint, save_checkpoint
-from tests.conftest import small_config
-from tests.data_fixtures import make_busi, make_medmnist
-from tests.test_checkpoint import _assert_one_line_error
+from tests.support.cli import assert_one_line_error
+from tests.support.data_fixtures import make_busi, make_medmnist
+from tests.support.models import small_config
 
 
 def _run(*args):
@@ -74,35 +74,35 @@ def test_bad_input_is_one_line(tmp_path, toy):
     n = count_params(load_checkpoint(tmp_path / "t").config)
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "readme.md").write_text("x")
-    _assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", tmp_path / "junk",
+    assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", tmp_path / "junk",
                           "--out", tmp_path / "s", "--keep-ratio", 0.5),
                     "not a data set layout", "found readme.md")
-    _assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s",
+    assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s",
                           "--target-params", f"{n + 1}"), "not smaller than the teacher")
-    _assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s",
+    assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s",
                           "--target-params", "lots"), "is not a count")
-    _assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s"),
+    assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s"),
                     "exactly one of --target-params, --keep-ratio or --target-size-mb")
-    _assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s",
+    assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s",
                                  "--target-size-mb", 1.0), "not smaller than the teacher")
     # labels that do not fit the head: BUSI has 3 classes, the teacher 2
     make_busi(tmp_path / "busi")
-    _assert_one_line_error(*_run("eval", tmp_path / "t", "--data", tmp_path / "busi"),
+    assert_one_line_error(*_run("eval", tmp_path / "t", "--data", tmp_path / "busi"),
                     "3 classes", "2 outputs", "--num-classes 3")
-    _assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", tmp_path / "busi",
+    assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", tmp_path / "busi",
                           "--out", tmp_path / "s", "--keep-ratio", 0.5), "3 classes")
     # a teacher of another architecture (a ResNet state dict)
     torch.save({"conv1.weight": torch.zeros(8, 3, 7, 7), "fc.weight": torch.zeros(2, 8)}, tmp_path / "resnet.pth")
-    _assert_one_line_error(*_run("compress", "--teacher", tmp_path / "resnet.pth", "--data", toy, "--out", tmp_path / "s",
+    assert_one_line_error(*_run("compress", "--teacher", tmp_path / "resnet.pth", "--data", toy, "--out", tmp_path / "s",
                           "--keep-ratio", 0.5), "not a timm VisionTransformer")
     # eval: an artifact needs a target, a checkpoint takes none
     art = tmp_path / "art"
     art.mkdir()
     (art / "model.onnx").write_bytes(b"x")
     (art / "manifest.json").write_text(json.dumps({"file": "model.onnx", "format": "onnx", "sha256": "0" * 64}))
-    _assert_one_line_error(*_run("eval", art, "--data", toy), "--target")
-    _assert_one_line_error(*_run("eval", tmp_path / "t", "--data", toy, "--target", "host"), "vitbench export")
-    _assert_one_line_error(*_run("train", tmp_path / "t", "--data", tmp_path / "nowhere", "--out", tmp_path / "o"),
+    assert_one_line_error(*_run("eval", art, "--data", toy), "--target")
+    assert_one_line_error(*_run("eval", tmp_path / "t", "--data", toy, "--target", "host"), "vitbench export")
+    assert_one_line_error(*_run("train", tmp_path / "t", "--data", tmp_path / "nowhere", "--out", tmp_path / "o"),
                     "does not exist")
 
 
@@ -120,7 +120,7 @@ def test_compressed_checkpoint_exports_profiles_and_keeps_accuracy_on_host(tmp_p
     """A compressed student (uneven heads and MLP widths) exports to ONNX with `vitbench
     export` as any checkpoint, profiles on the host target, and its accuracy measured through
     the host target's infer (ONNX Runtime in a worker process) equals the PyTorch checkpoint's."""
-    from harness.artifacts import Artifact
+    from harness.artifact import Artifact
 
     data = make_medmnist(tmp_path / "m.npz", size=16, n=(64, 16, 37), learnable=True)
     save_checkpoint(_small(), tmp_path / "teacher")

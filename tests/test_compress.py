@@ -13,8 +13,8 @@ from harness.compress import (
     CompressSettings,
     DistillSettings,
     TrainSettings,
-    compare,
     compress,
+    compression_report,
     fit,
     score,
     tensors,
@@ -22,8 +22,8 @@ from harness.compress import (
 from harness.data import load_dataset
 from harness.errors import UserError
 from harness.model import build_model, count_params, load_checkpoint
-from tests.conftest import small_config
-from tests.data_fixtures import make_medmnist
+from tests.support.data_fixtures import make_medmnist
+from tests.support.models import small_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def test_compress_reaches_target_writes_checkpoints_and_resumes(xray, tmp_path):
     assert logs[0].startswith("resuming after step 1/2")
     assert not any(m.startswith("step 1/2") for m in logs) and any(m.startswith("step 2/2") for m in logs)
     assert [h["step"] for h in history2] == [1, 2]
-    report = compare(teacher, again, xray["test"], "auc", history2, extra=("accuracy",), n_boot=50)
+    report = compression_report(teacher, again, xray["test"], "auc", history2, extra=("accuracy",), n_boot=50)
     assert report.param_ratio >= 2 and report.student_latency.n >= 30
     assert report.student_metric.value > 0.8
     text = "\n".join(report.lines())
@@ -120,7 +120,6 @@ torch.set_num_threads(1)
 from harness.compress import CompressSettings, TrainSettings, compress, fit, tensors
 from harness.data import load_dataset
 from harness.model import build_model, count_params
-from tests.test_compress import _cfg
 import torch.distributed as dist
 train = tensors(load_dataset({data!r}, split="train"), 16, 1)
 val = tensors(load_dataset({data!r}, split="val"), 16, 1)
@@ -159,9 +158,9 @@ def test_same_training_code_runs_under_torchrun_ddp(tmp_path):
 
 
 def test_large_sets_decode_per_item_with_the_same_inputs(tmp_path, monkeypatch):
-    from harness.compress import train as train_mod
+    from harness import inference as train_mod
     from harness.data import DataError
-    from tests.data_fixtures import make_folder
+    from tests.support.data_fixtures import make_folder
 
     ds = load_dataset(make_folder(tmp_path / "f", classes=("a", "b"), per_class=5), split="train")
     held = tensors(ds, 16, 3)

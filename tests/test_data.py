@@ -6,8 +6,7 @@ from PIL import Image
 
 from harness.data import DataError, load_dataset, preprocess
 from harness.data.readers import CHEXPERT_LABELS
-from tests.conftest import small_config
-from tests.data_fixtures import (
+from tests.support.data_fixtures import (
     make_aptos,
     make_busi,
     make_chexpert,
@@ -16,6 +15,7 @@ from tests.data_fixtures import (
     make_medmnist,
     write_image,
 )
+from tests.support.models import small_config
 
 ATEL = CHEXPERT_LABELS.index("Atelectasis")
 EFF = CHEXPERT_LABELS.index("Pleural Effusion")

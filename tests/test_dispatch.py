@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness import plugins
 from harness.cli import main
 from harness.dispatch import Dispatcher
 from harness.plan import load_plan
@@ -117,8 +116,8 @@ def test_export_that_cannot_be_made_fails_its_cells_only(env, monkeypatch):
     assert "QNN_SDK_ROOT" in bad["failure_reason"] and bad["failure_kind"] == "infrastructure"
 
 
-def test_retryable_failures_are_retried(env, monkeypatch):
-    monkeypatch.setitem(plugins.BUILTIN_TARGETS, "flaky", "tests.flaky_target:FlakyTarget")
+def test_retryable_failures_are_retried(env, register_plugin):
+    register_plugin("vitbench.targets", "flaky", "tests.support.flaky_target:FlakyTarget")
     text = _plan(env).read_text().replace('name = "host"', 'name = "flaky"')
     (env / "flaky.toml").write_text(text)
     plan = load_plan(env / "flaky.toml")
@@ -220,9 +219,10 @@ def test_accuracy_through_the_target_beside_the_pytorch_reference(env):
 def test_a_plan_on_ai_hub_devices_runs_through_the_real_client(env, monkeypatch):
     """`vitbench run` with the AI Hub target, against the loopback fake hub: the dispatcher's
     cells become hub jobs on two devices at once, and the gate reads their numbers."""
-    from harness.gate import evaluate
-    from tests.fake_aihub import FakeAIHub
-    from tests.test_aihub import S23, S24, TOKEN
+    from harness.gate import judge_run
+    from tests.support.fake_aihub import FakeAIHub
+    S24, S23 = "Samsung Galaxy S24 (Family)", "Samsung Galaxy S23 (Family)"  # devices the fake offers
+    TOKEN = "vbtest-SECRET-token-dispatch"
 
     with FakeAIHub(token=TOKEN, job_seconds=0.2) as hub:
         ini = env / "client.ini"
@@ -248,6 +248,6 @@ def test_a_plan_on_ai_hub_devices_runs_through_the_real_client(env, monkeypatch)
 
     slowest = max(max(s) for s in samples.values())
     generous = BudgetSettings(latency_ms=slowest * 2, min_samples=5)
-    assert evaluate(st, summary.run_id, generous).verdict == "pass"
-    assert evaluate(st, summary.run_id, BudgetSettings(latency_ms=min(min(s) for s in samples.values()) / 2,
+    assert judge_run(st, summary.run_id, generous).verdict == "pass"
+    assert judge_run(st, summary.run_id, BudgetSettings(latency_ms=min(min(s) for s in samples.values()) / 2,
                                                        min_samples=5)).verdict == "fail"

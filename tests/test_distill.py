@@ -14,7 +14,7 @@ from harness.compress.distill import (
 )
 from harness.compress.prune import prune
 from harness.model import build_model
-from tests.conftest import small_config
+from tests.support.models import small_config
 
 
 def test_attention_kl_is_zero_for_equal_maps_and_positive_otherwise():

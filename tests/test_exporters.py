@@ -16,13 +16,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from harness.artifacts import Artifact, ExportSpec, export_artifact
+from harness.artifact import Artifact, ExportSpec
 from harness.cli import main
 from harness.errors import UserError
+from harness.export import export_artifact
 from harness.exporters.common import LoweringError
 from harness.model import build_model, save_checkpoint
 from harness.parity import load_reference
-from tests.conftest import small_config
+from tests.support.models import small_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,7 +160,7 @@ def test_cli_exporters_lists_delegates_and_reasons(monkeypatch):
 # -- bad input: one line, non-zero exit, nothing left in the cache ------------------------------
 
 BAD = [
-    (["--format", "tflite"], "unknown exporter 'tflite'; available: onnx, executorch, coreml, pt2"),
+    (["--format", "tflite"], "unknown exporter 'tflite'; available: coreml, executorch, onnx, pt2"),
     (["--format", "executorch", "--delegate", "tpu"], "unknown executorch delegate 'tpu'; valid: xnnpack, coreml"),
     (["--format", "executorch", "--precision", "fp16"], "executorch/xnnpack does not support fp16; it takes fp32, int8"),
     (["--format", "onnx", "--precision", "int8"], "onnx does not support int8"),

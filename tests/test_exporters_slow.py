@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.artifacts import Artifact, ExportSpec, export_artifact
+from harness.artifact import Artifact, ExportSpec
+from harness.export import export_artifact
 from harness.model import build_model, preset_config
 
 pytestmark = pytest.mark.slow

@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.gate import evaluate, samples_to_decide
+from harness.gate import judge_run, samples_to_decide
 from harness.plan import BudgetSettings, DeviceBudget
 from harness.store import CellRecord, open_store
-from targets.base import Device, Profile
+from harness.target import Device, Profile
 
 
 def _store(tmp_path, cells, plan=None, total=None):
@@ -38,19 +38,19 @@ EDGE = np.random.default_rng(1).normal(192, 10, 40)  # p90 ~201 ms, 95% CI ~198-
 
 
 def test_pass(tmp_path):
-    res = evaluate(_store(tmp_path, [("a", FAST, [], "done"), ("b", FAST, [], "done")]), "run1")
+    res = judge_run(_store(tmp_path, [("a", FAST, [], "done"), ("b", FAST, [], "done")]), "run1")
     assert res.verdict == "pass" and res.exit_code == 0 and all(c.verdict == "pass" for c in res.cells)
 
 
 def test_fail_names_the_cell_and_why(tmp_path):
-    res = evaluate(_store(tmp_path, [("a", FAST, [], "done"), ("b", SLOW, [], "done")]), "run1")
+    res = judge_run(_store(tmp_path, [("a", FAST, [], "done"), ("b", SLOW, [], "done")]), "run1")
     assert res.verdict == "fail" and res.exit_code == 1
     bad = [c for c in res.cells if c.verdict == "fail"]
     assert len(bad) == 1 and "host:b" in bad[0].label and "over the 200 ms budget" in bad[0].reasons[0]
 
 
 def test_inconclusive_says_how_many_more_samples(tmp_path):
-    res = evaluate(_store(tmp_path, [("a", FAST, [], "done"), ("edge", EDGE, [], "done")]), "run1")
+    res = judge_run(_store(tmp_path, [("a", FAST, [], "done"), ("edge", EDGE, [], "done")]), "run1")
     assert res.verdict == "inconclusive" and res.exit_code == 3
     edge = next(c for c in res.cells if "edge" in c.label)
     assert edge.verdict == "inconclusive" and "straddles" in edge.reasons[0] and edge.needed_samples > 0
@@ -66,14 +66,14 @@ def test_more_samples_decide_an_inconclusive_cell():
 
 
 def test_too_few_samples_is_inconclusive(tmp_path):
-    res = evaluate(_store(tmp_path, [("a", FAST[:10], [], "done")]), "run1")
+    res = judge_run(_store(tmp_path, [("a", FAST[:10], [], "done")]), "run1")
     assert res.verdict == "inconclusive" and "only 10 samples" in res.cells[0].reasons[0]
 
 
 def test_failed_cell_and_missing_cells(tmp_path):
-    res = evaluate(_store(tmp_path, [("a", FAST, [], "done"), ("b", FAST[:5], [], "failed")]), "run1")
+    res = judge_run(_store(tmp_path, [("a", FAST, [], "done"), ("b", FAST[:5], [], "failed")]), "run1")
     assert res.verdict == "fail" and "phone unplugged" in next(c for c in res.cells if c.verdict == "error").reasons[0]
-    res = evaluate(_store(tmp_path / "x" if (tmp_path / "x").mkdir() is None else None,
+    res = judge_run(_store(tmp_path / "x" if (tmp_path / "x").mkdir() is None else None,
                           [("a", FAST, [], "done")], total=3), "run1")
     assert res.verdict == "inconclusive"  # two cells of the plan never ran
 
@@ -83,12 +83,12 @@ def test_device_budgets_parity_and_accuracy(tmp_path):
         ("a", FAST, [("parity_cosine", 0.9, "cosine"), ("parity_top1", 1.0, "fraction")], "done"),
         ("b", FAST, [("accuracy", 0.80, "auc"), ("accuracy_reference", 0.95, "auc")], "done"),
     ])
-    res = evaluate(st, "run1")
+    res = judge_run(st, "run1")
     reasons = {c.label.split(":")[-1]: " ".join(c.reasons) for c in res.cells}
     assert res.verdict == "fail" and "parity (fp32) outside tolerance" in reasons["a"]
     assert "keeps 84.2% of the reference" in reasons["b"]
     tight = BudgetSettings(latency_ms=200, devices=(DeviceBudget("a", 100.0),), parity=False, accuracy_retention=None)
-    res = evaluate(st, "run1", tight)
+    res = judge_run(st, "run1", tight)
     assert next(c for c in res.cells if c.label.endswith(":a")).verdict == "fail"
     assert next(c for c in res.cells if c.label.endswith(":b")).verdict == "pass"
 

@@ -15,15 +15,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from harness.artifacts import Artifact
+from harness.artifact import Artifact
 from harness.cli import main
 from harness.model import build_model
-from harness.parity import compare
-from targets.base import ProfileSettings, TargetError
+from harness.parity import check
+from harness.target import ProfileSettings, TargetError
+from targets.agent.client import local_agent_command, local_agent_env, run_agent
 from targets.host import HostTarget
-from targets.worker import local_agent_command, local_agent_env, run_agent
-from tests.conftest import small_config
-from tests.host_artifacts import make_artifact
+from tests.support.artifacts import exported
+from tests.support.models import small_config
 
 FAST = ["--iterations", "15", "--min-seconds", "0.2", "--warmup", "2"]
 
@@ -31,7 +31,7 @@ FAST = ["--iterations", "15", "--min-seconds", "0.2", "--warmup", "2"]
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory):
     root = tmp_path_factory.mktemp("host-artifacts")
-    return {fmt: make_artifact(root / fmt, fmt) for fmt in ("onnx", "executorch", "pt2")}
+    return {fmt: exported(root / fmt, fmt) for fmt in ("onnx", "executorch", "pt2")}
 
 
 def _cli(*args):
@@ -39,7 +39,9 @@ def _cli(*args):
     return res.exit_code, res.output
 
 
-@pytest.mark.parametrize("fmt, runtime", [("onnx", "ort"), ("executorch", "executorch"), ("pt2", "torch")])
+@pytest.mark.parametrize(
+    "fmt, runtime", [("onnx", "ort"), ("executorch", "executorch"), ("pt2", "torch")]
+)
 def test_profile_reports_every_number(artifacts, fmt, runtime):
     code, out = _cli("profile", artifacts[fmt].folder, *FAST, "--json")
     assert code == 0, out
@@ -57,8 +59,15 @@ def test_profile_reports_every_number(artifacts, fmt, runtime):
         assert m["planned_memory_mb"] > 0
         assert "XnnpackBackend" in prof["details"]["facts"]["delegates"]
     env = prof["environment"]
-    for key in ("cpu", "cores_usable", "threads", "load_average_before", "load_average_after", "runtime_version",
-                "memory_method"):
+    for key in (
+        "cpu",
+        "cores_usable",
+        "threads",
+        "load_average_before",
+        "load_average_after",
+        "runtime_version",
+        "memory_method",
+    ):
         assert key in env, key
     assert env["threads"] == os.cpu_count() or env["threads"] == len(os.sched_getaffinity(0))
 
@@ -66,17 +75,35 @@ def test_profile_reports_every_number(artifacts, fmt, runtime):
 def test_profile_table_and_threads(artifacts):
     code, out = _cli("profile", artifacts["onnx"].folder, *FAST, "--threads", "1")
     assert code == 0, out
-    for label in ("p50", "p90 95% CI", "p99", "CV", "drift", "outliers", "load cold", "load warm",
-                  "first inference", "peak memory", "load average before", "threads"):
+    for label in (
+        "p50",
+        "p90 95% CI",
+        "p99",
+        "CV",
+        "drift",
+        "outliers",
+        "load cold",
+        "load warm",
+        "first inference",
+        "peak memory",
+        "load average before",
+        "threads",
+    ):
         assert label in out, label
     assert "threads                                1" in out or "\nthreads" in out
 
 
 def test_peak_memory_grows_with_the_model(tmp_path):
-    small = make_artifact(tmp_path / "s", "onnx", small_config())
-    big = make_artifact(tmp_path / "b", "onnx", small_config(embed_dim=256, head_dim=32, num_heads=(8, 8, 8),
-                                                            mlp_dims=(1024, 1024, 1024)))
-    host, settings = HostTarget(), ProfileSettings.quick().with_loop(min_seconds=0.1, min_iterations=5)
+    small = exported(tmp_path / "s", "onnx")
+    big = exported(
+        tmp_path / "b",
+        "onnx",
+        cfg=small_config(embed_dim=256, head_dim=32, num_heads=(8, 8, 8), mlp_dims=(1024, 1024, 1024)),
+    )
+    host, settings = (
+        HostTarget(),
+        ProfileSettings.quick().with_loop(min_seconds=0.1, min_iterations=5),
+    )
     dev = host.devices()[0]
     a = host.profile(small, dev, settings).metrics["peak_memory_mb"]
     b = host.profile(big, dev, settings).metrics["peak_memory_mb"]
@@ -87,16 +114,20 @@ def test_peak_memory_grows_with_the_model(tmp_path):
 def test_infer_matches_pytorch(artifacts):
     cfg = small_config()
     model = build_model(cfg)
-    x = [np.random.default_rng(i).standard_normal((1, 3, 32, 32)).astype(np.float32) for i in range(3)]
+    x = [
+        np.random.default_rng(i).standard_normal((1, 3, 32, 32)).astype(np.float32)
+        for i in range(3)
+    ]
     with torch.no_grad():
         ref = [model(torch.from_numpy(a)).numpy() for a in x]
     host = HostTarget()
     for fmt in ("onnx", "executorch"):
         out = host.infer(artifacts[fmt], host.devices()[0], x)
-        assert compare(ref, out).passed("fp32"), (fmt, compare(ref, out))
+        assert check(ref, out, "fp32").passed, (fmt, check(ref, out, "fp32"))
 
 
 # -- bad input ---------------------------------------------------------------------------
+
 
 def _one_line(out: str) -> str:
     lines = [ln for ln in out.splitlines() if ln.strip()]
@@ -112,11 +143,11 @@ def test_artifact_the_host_cannot_run(tmp_path, artifacts):
     manifest["format"] = "coreml"
     (folder / "manifest.json").write_text(json.dumps(manifest))
     code, out = _cli("profile", folder, *FAST)
-    assert code == 2 and "not coreml" in _one_line(out) and "apple" in out
+    assert code == 2 and "Core ML predicts only on macOS" in _one_line(out) and "apple" in out
     manifest["format"], manifest["delegate"] = "executorch", "qnn"
     (folder / "manifest.json").write_text(json.dumps(manifest))
     code, out = _cli("profile", folder, *FAST)
-    assert code == 2 and "delegated to qnn" in _one_line(out) and "aihub" in out
+    assert code == 2 and "QNN needs a Snapdragon device" in _one_line(out) and "aihub" in out
 
 
 def test_corrupt_artifact_is_detected_before_loading(tmp_path, artifacts):
@@ -142,7 +173,9 @@ def test_input_shape_that_does_not_fit(artifacts):
     host = HostTarget()
     from harness.errors import UserError
 
-    with pytest.raises(UserError, match=r"shape \(1, 3, 64, 64\) but the artifact takes \(1, 3, 32, 32\)"):
+    with pytest.raises(
+        UserError, match=r"shape \(1, 3, 64, 64\) but the artifact takes \(1, 3, 32, 32\)"
+    ):
         host.infer(artifacts["onnx"], host.devices()[0], [np.zeros((1, 3, 64, 64), np.float32)])
     with pytest.raises(UserError, match="fixed batch of 1"):
         host.profile(artifacts["onnx"], host.devices()[0], ProfileSettings.quick(batch_size=4))
@@ -200,14 +233,44 @@ def test_hung_worker_times_out_with_its_samples(artifacts):
 def test_agent_refuses_what_it_does_not_understand(artifacts):
     env = local_agent_env()
     with pytest.raises(TargetError, match="version mismatch: vitbench expects agent '0.9'"):
-        run_agent(local_agent_command(), {"action": "describe", "agent_version": "0.9"}, 60, env=env)
+        run_agent(
+            local_agent_command(), {"action": "describe", "agent_version": "0.9"}, 60, env=env
+        )
     with pytest.raises(TargetError, match="unknown runtime 'tensorrt'"):
-        run_agent(local_agent_command(), {"action": "profile", "runtime": "tensorrt",
-                                          "artifact": {"path": "x", "inputs": []}}, 60, env=env)
+        run_agent(
+            local_agent_command(),
+            {"action": "profile", "runtime": "tensorrt", "artifact": {"path": "x", "inputs": []}},
+            60,
+            env=env,
+        )
     with pytest.raises(TargetError, match="unknown action 'dance'"):
         run_agent(local_agent_command(), {"action": "dance"}, 60, env=env)
     ans = run_agent(local_agent_command(), {"action": "describe"}, 60, env=env)
     assert ans.result["runtimes"]["ort"] is True and ans.hello["agent_version"]
+
+
+def test_runtime_plugins_that_cannot_be_used_are_reported(register_plugin, tmp_path, artifacts):
+    from targets.agent.registry import installed_runtimes
+
+    register_plugin("vitbench.runtimes", "decoder", "json:JSONDecoder")
+    register_plugin("vitbench.runtimes", "gone", "vitbench_no_such_module:Runtime")
+    register_plugin("vitbench.runtimes", "ort", "targets.agent.runtimes:OrtRuntime")
+    register_plugin("vitbench.runtimes", "eager", "targets.agent.runtimes:TorchRuntime")
+    found = installed_runtimes()
+    assert found.names()[:4] == ["ort", "executorch", "torch", "coreml"]
+    assert "not a subclass of targets.agent.runtimes.Runtime" in found.broken["decoder"]
+    assert "vitbench_no_such_module" in found.broken["gone"]
+    assert "already a built-in runtime" in found.broken["ort"]
+    assert "is called 'torch', its entry point 'eager'" in found.broken["eager"]
+    folder = tmp_path / "ts"
+    shutil.copytree(artifacts["onnx"].folder, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["format"] = "torchscript"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    why = HostTarget().refusal(Artifact.load(folder))
+    assert "runs onnx, executorch (xnnpack/portable) and pt2 artifacts, not torchscript" in why
+    assert "runtime plugins that failed to load: decoder: json:JSONDecoder" in why
+    assert HostTarget().refusal(artifacts["onnx"]) == ""
 
 
 def test_targets_lists_the_host(artifacts):
@@ -221,14 +284,16 @@ def test_targets_lists_the_host(artifacts):
 
 def test_artifact_load_roundtrip(artifacts):
     a = artifacts["onnx"]
-    assert Artifact.load(a.path).sha256 == a.sha256 == Artifact.load(a.folder / "manifest.json").sha256
+    assert (
+        Artifact.load(a.path).sha256 == a.sha256 == Artifact.load(a.folder / "manifest.json").sha256
+    )
 
 
 def test_other_load_before_a_run_is_measured_and_warned_about(artifacts):
     import subprocess
     import sys
 
-    from targets.agent import cpu_busy_fraction
+    from targets.agent.probes import cpu_busy_fraction
 
     quiet = cpu_busy_fraction(0.5)
     cores = len(os.sched_getaffinity(0))
@@ -236,8 +301,11 @@ def test_other_load_before_a_run_is_measured_and_warned_about(artifacts):
     try:
         time.sleep(0.3)
         busy = cpu_busy_fraction(0.5)
-        prof = HostTarget().profile(artifacts["onnx"], HostTarget().devices()[0],
-                                    ProfileSettings.quick().with_loop(min_seconds=0.1, min_iterations=5))
+        prof = HostTarget().profile(
+            artifacts["onnx"],
+            HostTarget().devices()[0],
+            ProfileSettings.quick().with_loop(min_seconds=0.1, min_iterations=5),
+        )
     finally:
         for p in spinners:
             p.kill()

@@ -52,12 +52,12 @@ def test_bootstrap_interval_brackets_value_and_narrows_with_more_data():
     def run(n):
         y = rng.integers(0, 2, n)
         s = rng.normal(size=n) + y
-        return metrics.evaluate("auc", y, s, n_boot=400)
+        return metrics.estimate("auc", y, s, n_boot=400)
     small, large = run(100), run(4000)
     for r in (small, large):
         assert r.ci_low <= r.value <= r.ci_high
     assert (large.ci_high - large.ci_low) < (small.ci_high - small.ci_low) / 3
-    again = metrics.evaluate("auc", *(lambda y: (y, y + 0.1))(np.arange(10) % 2), n_boot=50)
+    again = metrics.estimate("auc", *(lambda y: (y, y + 0.1))(np.arange(10) % 2), n_boot=50)
     assert again.value == 1.0 and again.ci_low == 1.0
 
 
@@ -67,4 +67,4 @@ def test_metric_for_task_kinds():
     assert metrics.metric_for("multiclass", 2) == "auc"
     assert metrics.metric_for("multiclass", 3) == "accuracy"
     with pytest.raises(ValueError):
-        metrics.evaluate("nope", [0, 1], [0.1, 0.2])
+        metrics.estimate("nope", [0, 1], [0.1, 0.2])

@@ -6,7 +6,7 @@ import torch
 from harness.errors import ConfigError
 from harness.model import build_model, count_macs, count_params, preset_config, preset_names
 from harness.model.config import ViTConfig
-from tests.conftest import small_config
+from tests.support.models import small_config
 
 # Figures from the issue: teacher ~304M, base ~86M, lite ~37-38M (~150 MB), tiny ~5.7M.
 EXPECTED_M = {"vit-large-16": (304, 304), "vit-base-16": (86, 86), "lite": (37, 38), "tiny": (5.7, 5.7)}

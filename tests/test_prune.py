@@ -5,7 +5,7 @@ import torch
 
 from harness.compress.prune import compute_importance, prune, prune_to, select_keep
 from harness.model import build_model, count_params
-from tests.conftest import small_config
+from tests.support.models import small_config
 
 
 def _zeroed(model, keep_heads, keep_neurons):

@@ -7,7 +7,8 @@ import sqlite3
 import pytest
 
 from harness.store import SCHEMA_VERSION, CellRecord, StoreError, open_store, redact
-from tests.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures
+from tests.support.loopback import free_port
+from tests.support.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -118,7 +119,7 @@ def test_migration_from_an_empty_database(tmp_path):
 
 
 def test_unreachable_postgres_and_bad_urls(tmp_path):
-    port = __import__("tests.postgres", fromlist=["_free_port"])._free_port()
+    port = free_port()
     with pytest.raises(StoreError, match=rf"cannot reach store postgresql://u:\*\*\*@127.0.0.1:{port}/db"):
         open_store(f"postgresql://u:secret@127.0.0.1:{port}/db")
     with pytest.raises(StoreError, match="unsupported store URL"):

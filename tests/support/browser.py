@@ -31,8 +31,10 @@ def chromium_binary() -> str:
         found = shutil.which(name)
         if found:
             return found
-    pytest.fail("headless Chromium not found: install the Debian package `chromium` "
-                "(apt-get install -y chromium; .ci/run installs it)")
+    pytest.fail(
+        "headless Chromium not found: install the Debian package `chromium` "
+        "(apt-get install -y chromium; .ci/run installs it)"
+    )
 
 
 def console_messages(log: str) -> list[str]:
@@ -48,17 +50,35 @@ def console_messages(log: str) -> list[str]:
 
 def _chromium(page: Path, workdir: Path, *args: str) -> subprocess.CompletedProcess:
     profile = Path(tempfile.mkdtemp(prefix="profile-", dir=workdir))
-    cmd = [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-           "--enable-logging=stderr", "--v=0", *args, page.resolve().as_uri()]
+    cmd = [
+        chromium_binary(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        *args,
+        page.resolve().as_uri(),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
-def render_page(page: Path, workdir: Path, size: str = "1400,2000", screenshot: bool = True) -> PageRun:
+def render_page(
+    page: Path, workdir: Path, size: str = "1400,2000", screenshot: bool = True
+) -> PageRun:
     """Open ``page`` in headless Chromium: once for a screenshot (unless ``screenshot`` is
     False), once to dump the DOM after its scripts ran. Console messages of both are collected."""
     shot = workdir / "shot.png"
-    runs = [_chromium(page, workdir, f"--screenshot={shot}", f"--window-size={size}")] if screenshot else []
+    runs = (
+        [_chromium(page, workdir, f"--screenshot={shot}", f"--window-size={size}")]
+        if screenshot
+        else []
+    )
     runs.append(_chromium(page, workdir, "--dump-dom"))
     second = runs[-1]
     log = "\n".join(r.stderr for r in runs)

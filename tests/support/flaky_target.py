@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from targets.base import TargetError
+from harness.target import TargetError
 from targets.host import HostTarget
 
 
@@ -20,9 +20,9 @@ class FlakyTarget(HostTarget):
             self._seen.add(artifact.sha256)
         if first:
             raise TargetError("device went away (adb: device offline)", kind="infrastructure", samples_ms=[1.0])
-        prof = super().profile(artifact, device, settings)
-        prof.target = self.name
-        return prof
+        from dataclasses import replace
+
+        return replace(super().profile(artifact, device, settings), target=self.name)
 
     def devices(self):
         from dataclasses import replace

@@ -12,13 +12,13 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
-import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support.loopback import free_port, start_daemon, stop_daemon
 
 SSHD = "/usr/sbin/sshd"
 
@@ -32,12 +32,6 @@ class SSHServer:
 
     def log(self) -> str:
         return (self.root / "sshd.log").read_text(errors="replace")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _keygen(path: Path) -> None:
@@ -72,19 +66,8 @@ MaxStartups 100
 MaxSessions 100
 LogLevel VERBOSE
 """)
-    log = open(root / "sshd.log", "w")
-    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(root / "sshd_config"), "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"sshd did not start: {(root / 'sshd.log').read_text()[-2000:]}")
-            time.sleep(0.1)
+    proc = start_daemon([sshd, "-D", "-e", "-f", str(root / "sshd_config"), "-p", str(port)],
+                        port, root / "sshd.log", name="sshd", timeout_s=15)
     host_pub = (root / "host_key.pub").read_text().split()
     (root / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
     user = getpass.getuser()
@@ -102,9 +85,4 @@ LogLevel VERBOSE
 
 
 def stop_sshd(server: SSHServer) -> None:
-    server.proc.terminate()
-    try:
-        server.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
-        server.proc.wait()
+    stop_daemon(server.proc)

@@ -9,18 +9,13 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.loopback import free_port
 
 
 def _pg_bin(name: str) -> str | None:
@@ -53,7 +48,7 @@ def postgres_server():
     data = os.path.join(root, "data")
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-    port = _free_port()
+    port = free_port()
     subprocess.run(_as_postgres([initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]),
                    check=True, capture_output=True)
     subprocess.run(_as_postgres([pg_ctl, "-D", data, "-w", "-t", "60", "-l", os.path.join(root, "log"),

@@ -27,25 +27,43 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.loopback import ThreadedServer
+from tests.support.program_server import ENV as PROGRAM_SERVER_ENV
+from tests.support.program_server import program_server
+
 MAPPED_PREFIXES = ("/data/", "/sdcard/", "/sys/", "/proc/meminfo")
 _PATH_RE = re.compile(r"(?<![\w./-])(" + "|".join(re.escape(p) for p in MAPPED_PREFIXES) + ")")
 
 SNAPDRAGON_PROPS = {
-    "ro.product.model": "SM-S928B", "ro.product.manufacturer": "samsung",
+    "ro.product.model": "SM-S928B",
+    "ro.product.manufacturer": "samsung",
     "ro.product.marketname": "Galaxy S24 Ultra",
-    "ro.build.version.release": "14", "ro.build.version.sdk": "34",
-    "ro.soc.manufacturer": "QTI", "ro.soc.model": "SM8650", "ro.board.platform": "pineapple",
-    "ro.product.cpu.abi": "arm64-v8a", "ro.hardware": "qcom",
+    "ro.build.version.release": "14",
+    "ro.build.version.sdk": "34",
+    "ro.soc.manufacturer": "QTI",
+    "ro.soc.model": "SM8650",
+    "ro.board.platform": "pineapple",
+    "ro.product.cpu.abi": "arm64-v8a",
+    "ro.hardware": "qcom",
 }
 MEDIATEK_PROPS = {
-    "ro.product.model": "V2309A", "ro.product.manufacturer": "vivo",
-    "ro.build.version.release": "14", "ro.build.version.sdk": "34",
-    "ro.soc.manufacturer": "Mediatek", "ro.soc.model": "MT6989", "ro.board.platform": "mt6989",
-    "ro.product.cpu.abi": "arm64-v8a", "ro.hardware": "mt6989",
+    "ro.product.model": "V2309A",
+    "ro.product.manufacturer": "vivo",
+    "ro.build.version.release": "14",
+    "ro.build.version.sdk": "34",
+    "ro.soc.manufacturer": "Mediatek",
+    "ro.soc.model": "MT6989",
+    "ro.board.platform": "mt6989",
+    "ro.product.cpu.abi": "arm64-v8a",
+    "ro.hardware": "mt6989",
 }
 
 # (max kHz, cur kHz, governor) per CPU: 1+5+2 (SM8650) and 4+4 (Dimensity 9300: all big)
-SNAPDRAGON_CPUS = [(2265600, 1200000, "walt")] * 2 + [(3148800, 2000000, "walt")] * 5 + [(3302400, 2500000, "walt")]
+SNAPDRAGON_CPUS = (
+    [(2265600, 1200000, "walt")] * 2
+    + [(3148800, 2000000, "walt")] * 5
+    + [(3302400, 2500000, "walt")]
+)
 MEDIATEK_CPUS = [(2000000, 1500000, "schedutil")] * 4 + [(3250000, 2850000, "schedutil")] * 4
 
 
@@ -71,7 +89,9 @@ class FakePhone:
         r = self.root
         for d in ("bin", "state", "data/local/tmp", "sdcard", "proc"):
             (r / d).mkdir(parents=True, exist_ok=True)
-        (r / "proc/meminfo").write_text(f"MemTotal:       {self.mem_total_kb} kB\nMemFree:         3000000 kB\n")
+        (r / "proc/meminfo").write_text(
+            f"MemTotal:       {self.mem_total_kb} kB\nMemFree:         3000000 kB\n"
+        )
         for i, (mx, cur, gov) in enumerate(self.cpus):
             d = r / f"sys/devices/system/cpu/cpu{i}/cpufreq"
             d.mkdir(parents=True, exist_ok=True)
@@ -88,52 +108,61 @@ class FakePhone:
 
     def _write_bin(self) -> None:
         scripts = {
-            "getprop": r'''#!/bin/bash
+            "getprop": r"""#!/bin/bash
 if [ $# -eq 0 ]; then cat "$PHONE/state/props"; exit 0; fi
 sed -n "s/^\[$1\]: \[\(.*\)\]$/\1/p" "$PHONE/state/props"
-''',
+""",
             # pops the head of a space-separated queue file unless it is the last value
-            "_next": r'''#!/bin/bash
+            "_next": r"""#!/bin/bash
 read -r -a q < "$1"; echo "${q[0]}"
 if [ ${#q[@]} -gt 1 ]; then echo "${q[@]:1}" > "$1"; fi
-''',
-            "dumpsys": r'''#!/bin/bash
+""",
+            "dumpsys": r"""#!/bin/bash
 case "$1" in
 thermalservice)
   s=$(_next "$PHONE/state/thermal")
-  printf 'IsStatusOverride: false\nThermalEventListeners:\n\tcallbacks: 1\nThermal Status: %s\n' "$s"
-  printf 'Cached temperatures:\n\tTemperature{mValue=%s.0, mType=0, mName=CPU0, mStatus=%s}\n' $((35 + 5 * s)) "$s"
-  printf 'HAL Ready: true\nCurrent temperatures from HAL:\n\tTemperature{mValue=%s.5, mType=3, mName=skin, mStatus=%s}\n' $((33 + 3 * s)) "$s";;
+  printf 'IsStatusOverride: false\nThermalEventListeners:\n\tcallbacks: 1\n'
+  printf 'Thermal Status: %s\n' "$s"
+  printf 'Cached temperatures:\n'
+  printf '\tTemperature{mValue=%s.0, mType=0, mName=CPU0, mStatus=%s}\n' $((35 + 5 * s)) "$s"
+  printf 'HAL Ready: true\nCurrent temperatures from HAL:\n'
+  printf '\tTemperature{mValue=%s.5, mType=3, mName=skin, mStatus=%s}\n' $((33 + 3 * s)) "$s";;
 battery)
   t=$(_next "$PHONE/state/battery")
-  printf 'Current Battery Service state:\n  AC powered: false\n  USB powered: true\n  status: 2\n  level: 81\n  scale: 100\n  voltage: 4120\n  temperature: %s\n  technology: Li-ion\n' "$t";;
+  printf 'Current Battery Service state:\n  AC powered: false\n  USB powered: true\n'
+  printf '  status: 2\n  level: 81\n  scale: 100\n  voltage: 4120\n'
+  printf '  temperature: %s\n  technology: Li-ion\n' "$t";;
 power)
   printf 'POWER MANAGER (dumpsys power)\n  mWakefulness=Awake\n  mWakefulnessChanging=false\n';;
 *) echo "Can't find service: $1" >&2; exit 1;;
 esac
-''',
+""",
             # the ExecuTorch tag's messages of one process (logcat -d -v raw --pid=N)
-            "logcat": r'''#!/bin/bash
+            "logcat": r"""#!/bin/bash
 pid=""
 for a in "$@"; do case "$a" in --pid=*) pid="${a#--pid=}";; esac; done
 [ -f "$PHONE/state/logcat" ] && sed -n "s/^$pid //p" "$PHONE/state/logcat"
 exit 0
-''',
+""",
             # adbd runs as the shell user, whoever runs this fake
-            "id": r'''#!/bin/bash
-if [ "$1" = "-u" ]; then echo 2000; else echo "uid=2000(shell) gid=2000(shell) groups=2000(shell)"; fi
-''',
+            "id": r"""#!/bin/bash
+if [ "$1" = "-u" ]; then
+  echo 2000
+else
+  echo "uid=2000(shell) gid=2000(shell) groups=2000(shell)"
+fi
+""",
             # records the mask and runs the command unpinned (this machine has other cores)
-            "taskset": r'''#!/bin/bash
+            "taskset": r"""#!/bin/bash
 echo "$1" >> "$PHONE/state/taskset"
 shift; exec "$@"
-''',
+""",
         }
         if self.rooted:
-            scripts["su"] = r'''#!/bin/bash
+            scripts["su"] = r"""#!/bin/bash
 if [ "$1" = "-c" ]; then shift; fi
 case "$*" in "id -u") echo 0;; *) exec bash -c "$*";; esac
-'''
+"""
         for name, text in scripts.items():
             p = self.root / "bin" / name
             p.write_text(text)
@@ -169,28 +198,25 @@ class FakeAdbServer:
                 except (ConnectionError, TimeoutError, OSError):
                     pass
 
-        class Server(socketserver.ThreadingTCPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.server = ThreadedServer(socketserver.ThreadingTCPServer, Handler)
+        self.programs = program_server()  # runs the stand-in executor_runner's programs
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.server.server_address[1]}"
+        return self.server.address
 
     def add(self, phone: FakePhone) -> FakePhone:
         self.phones[phone.serial] = phone.setup()
         return phone
 
     def __enter__(self) -> FakeAdbServer:
-        self.thread.start()
+        self.programs.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
+        self.programs.stop()
 
     # -- wire ---------------------------------------------------------------------------------
 
@@ -225,50 +251,64 @@ class FakeAdbServer:
         if req == "host:version":
             self._okay(sock, f"{41:04x}")
         elif req in ("host:devices", "host:devices-l"):
-            lines = []
-            for i, p in enumerate(self.phones.values(), 1):
-                if not p.present:
-                    continue
-                model = p.props.get("ro.product.model", "").replace(" ", "_")
-                extra = f" product:{model.lower()} model:{model} device:{model.lower()} transport_id:{i}" \
-                    if req.endswith("-l") else ""
-                if p.state != "device":
-                    extra = f" transport_id:{i}" if extra else ""
-                lines.append(f"{p.serial}\t{p.state}\n" if not extra else f"{p.serial:<22} {p.state}{extra}\n")
-            self._okay(sock, "".join(lines))
+            self._okay(sock, self._device_lines(long=req.endswith("-l")))
         elif req.startswith("host-serial:") and req.endswith(":features"):
             phone = self.phones.get(req.split(":")[1])
             if phone is None or not phone.present:
                 self._fail(sock, f"device '{req.split(':')[1]}' not found")
                 return
-            self._okay(sock, ",".join(["cmd", "stat_v2", "ls_v2", "fixed_push_mkdir", "apex"]
-                                      + (["shell_v2"] if phone.shell_v2 else [])))
+            features = ["cmd", "stat_v2", "ls_v2", "fixed_push_mkdir", "apex"]
+            self._okay(sock, ",".join(features + (["shell_v2"] if phone.shell_v2 else [])))
         elif req.startswith("host:transport:"):
-            serial = req.split(":", 2)[2]
-            phone = self.phones.get(serial)
-            if phone is None or not phone.present:
-                self._fail(sock, f"device '{serial}' not found")
-                return
-            if phone.state != "device":
-                self._fail(sock, f"device {phone.state}. This adb server's $ADB_VENDOR_KEYS is not set; "
-                                 "try 'adb kill-server' if that seems wrong.")
-                return
-            self._okay(sock)
-            service = self._read_request(sock)
-            self.requests.append(f"{serial}:{service.split(':')[0]}")
-            if (service.startswith("shell,v2,raw:") or service.startswith("shell,v2:")) and phone.shell_v2:
-                self._okay(sock)
-                self._shell(sock, phone, service.split(":", 1)[1])
-            elif service.startswith("shell:"):
-                self._okay(sock)
-                self._shell(sock, phone, service.split(":", 1)[1], v1=True)
-            elif service == "sync:":
-                self._okay(sock)
-                self._sync(sock, phone)
-            else:
-                self._fail(sock, f"unsupported service {service!r}")
+            self._transport(sock, req.split(":", 2)[2])
         else:
             self._fail(sock, f"unknown host service {req!r}")
+
+    def _device_lines(self, long: bool) -> str:
+        """``host:devices`` (serial and state) or ``host:devices-l`` (and details)."""
+        lines = []
+        for i, p in enumerate(self.phones.values(), 1):
+            if not p.present:
+                continue
+            model = p.props.get("ro.product.model", "").replace(" ", "_")
+            extra = ""
+            if long:
+                extra = f" product:{model.lower()} model:{model} device:{model.lower()}"
+                extra += f" transport_id:{i}"
+            if p.state != "device":
+                extra = f" transport_id:{i}" if extra else ""
+            lines.append(
+                f"{p.serial}\t{p.state}\n" if not extra else f"{p.serial:<22} {p.state}{extra}\n"
+            )
+        return "".join(lines)
+
+    def _transport(self, sock: socket.socket, serial: str) -> None:
+        """``host:transport:SERIAL``, then one service on that phone."""
+        phone = self.phones.get(serial)
+        if phone is None or not phone.present:
+            self._fail(sock, f"device '{serial}' not found")
+            return
+        if phone.state != "device":
+            self._fail(
+                sock,
+                f"device {phone.state}. This adb server's $ADB_VENDOR_KEYS is not set; "
+                "try 'adb kill-server' if that seems wrong.",
+            )
+            return
+        self._okay(sock)
+        service = self._read_request(sock)
+        self.requests.append(f"{serial}:{service.split(':')[0]}")
+        if service.startswith(("shell,v2,raw:", "shell,v2:")) and phone.shell_v2:
+            self._okay(sock)
+            self._shell(sock, phone, service.split(":", 1)[1])
+        elif service.startswith("shell:"):
+            self._okay(sock)
+            self._shell(sock, phone, service.split(":", 1)[1], v1=True)
+        elif service == "sync:":
+            self._okay(sock)
+            self._sync(sock, phone)
+        else:
+            self._fail(sock, f"unsupported service {service!r}")
 
     # -- shell --------------------------------------------------------------------------------
 
@@ -276,11 +316,22 @@ class FakeAdbServer:
         """v2: packets (id, length, data) and an exit packet; v1 (``v1``): the raw bytes of
         stdout and stderr together, then the connection closes."""
         phone.commands.append(command)
-        env = dict(os.environ, PHONE=str(phone.root), HOME=str(phone.root),
-                   PATH=f"{phone.root / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-        proc = subprocess.Popen(["bash", "-c", phone.map_command(command)], cwd=phone.root, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        env = dict(
+            os.environ,
+            PHONE=str(phone.root),
+            HOME=str(phone.root),
+            **{PROGRAM_SERVER_ENV: self.programs.address},
+            PATH=f"{phone.root / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        )
+        proc = subprocess.Popen(
+            ["bash", "-c", phone.map_command(command)],
+            cwd=phone.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         packets: queue.Queue = queue.Queue()
 
         def pump(stream, kind: int) -> None:
@@ -288,8 +339,10 @@ class FakeAdbServer:
                 packets.put((kind, line))
             packets.put((kind, None))
 
-        threads = [threading.Thread(target=pump, args=(proc.stdout, 1), daemon=True),
-                   threading.Thread(target=pump, args=(proc.stderr, 2), daemon=True)]
+        threads = [
+            threading.Thread(target=pump, args=(proc.stdout, 1), daemon=True),
+            threading.Thread(target=pump, args=(proc.stderr, 2), daemon=True),
+        ]
         for t in threads:
             t.start()
         drop = phone.drop_on if phone.drop_on and phone.drop_on[0] in command else None
@@ -329,8 +382,15 @@ class FakeAdbServer:
             if ident == b"STAT":
                 p = phone.map_path(arg)
                 st = p.stat() if p.exists() else None
-                sock.sendall(b"STAT" + struct.pack("<III", st.st_mode if st else 0, st.st_size if st else 0,
-                                                   int(st.st_mtime) if st else 0))
+                sock.sendall(
+                    b"STAT"
+                    + struct.pack(
+                        "<III",
+                        st.st_mode if st else 0,
+                        st.st_size if st else 0,
+                        int(st.st_mtime) if st else 0,
+                    )
+                )
             elif ident == b"SEND":
                 path, _, mode = arg.rpartition(",")
                 p = phone.map_path(path)
@@ -360,7 +420,7 @@ class FakeAdbServer:
                     continue
                 data = p.read_bytes()
                 for i in range(0, len(data), 65536):
-                    chunk = data[i:i + 65536]
+                    chunk = data[i : i + 65536]
                     sock.sendall(b"DATA" + struct.pack("<I", len(chunk)) + chunk)
                 sock.sendall(b"DONE" + struct.pack("<I", 0))
             else:

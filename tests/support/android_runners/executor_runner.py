@@ -5,13 +5,14 @@ PAL: ET_LOG lines on stderr ("I 00:00:00.012345 executorch:executor_runner.cpp:L
 "Model loaded in X ms.", "Iteration i of N: X ms" per execution, "Model executed successfully
 N time(s) in X ms.", and writes ``<output_file>-<i>.bin`` and an ETDump when asked.
 
-The "model" is a .npy weight matrix W (classes x channels): output = mean over pixels of each
-input channel, times W transposed. Latencies come from the phone's physics.json; they are
-scripted, because this is a fake device. Bytes starting with CRASH make it abort after two
-executions; bytes that are not .npy make it fail to parse the program.
+The model is a real ExecuTorch program (the exporter's .pte): a file without the program
+identifier ET12 fails to parse, as on a phone, and its outputs are the program's real outputs,
+computed by ExecuTorch in the test process (tests/support/program_server.py, address in
+$VITBENCH_PROGRAM_SERVER) so that no runner pays for loading torch. Latencies come from the
+phone's physics.json; they are scripted, because this is a fake device. Bytes starting with
+CRASH make it abort after two executions.
 """
 
-import io
 import json
 import os
 import subprocess
@@ -78,11 +79,7 @@ def main() -> int:
     ballast = bytearray(int(physics.get("ballast_mb", 24)) << 20)
     ballast[::4096] = b"\1" * len(ballast[::4096])  # touch the pages: they count in VmHWM
     crash = data.startswith(b"CRASH")
-    try:
-        weights = None if crash else np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError:
-        weights = None
-    if weights is None and not crash:
+    if not crash and data[4:8] != b"ET12":  # flatbuffer file identifier of a Program
         log("E", 347, f"Failed to parse model file {flags['model_path']}")
         return 1
     log("I", 344, f"Model file {flags['model_path']} is loaded.")
@@ -112,18 +109,13 @@ def main() -> int:
             log("I", 540, f"Iteration {it + 1} of {n}: {ms:.6f} ms")
     log("I", 556, f"Model executed successfully {n} time(s) in {total:.6f} ms.")
 
-    outputs = []
-    if weights is not None:
-        ins = [p for p in flags["inputs"].split(",") if p]
-        x = np.fromfile(ins[0], dtype=np.float32) if ins else np.ones(weights.shape[1] * 64, np.float32)
-        feats = x.reshape(1, weights.shape[1], -1).mean(axis=2)
-        outputs.append((feats @ weights.T).astype(np.float32))
+    outputs = run_program(flags, str(model.resolve()))
+    if outputs is None:
+        return 1
     log("I", 560, f"{len(outputs)} outputs: ")
     if flags["output_file"]:
-        for k, out in enumerate(outputs):
-            name = f"{flags['output_file']}-{k}.bin"
-            log("I", 572, f"Writing output to file: {name}")
-            out.tofile(name)
+        for k in range(len(outputs)):
+            log("I", 572, f"Writing output to file: {flags['output_file']}-{k}.bin")
     if flags.get("print_output", "summary") == "summary":
         for k, out in enumerate(outputs):
             print(f"OutputX {k}: tensor(sizes=[{', '.join(map(str, out.shape))}], {out.ravel()[:5].tolist()})")
@@ -132,6 +124,32 @@ def main() -> int:
         log("I", 229, f"ETDump written to file '{flags['etdump_path']}'.")
     time.sleep(float(physics.get("linger_s", 0.15)))  # so the wrapper sees the process alive
     return 0
+
+
+def run_program(flags: dict, model: str):
+    """The program's outputs for ``--inputs`` (ones when none), written to ``--output_file``
+    when set; None (after logging the runtime's error) when it does not run."""
+    import socket
+
+    import numpy as np
+
+    prefix = flags["output_file"] or tempfile.mktemp(prefix="outputs-", dir=str(PHONE))
+    inputs = [str(Path(p).resolve()) for p in flags["inputs"].split(",") if p]
+    host, _, port = os.environ["VITBENCH_PROGRAM_SERVER"].rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=120) as sock:
+        request = {"model": model, "inputs": inputs, "output_file": str(Path(prefix).resolve())}
+        sock.sendall((json.dumps(request) + "\n").encode())
+        answer = json.loads(sock.makefile().readline())
+    if "error" in answer:
+        log("E", 512, f"Execution of method forward failed: {answer['error']}")
+        return None
+    outputs = []
+    for k, shape in enumerate(answer["outputs"]):
+        path = Path(f"{prefix}-{k}.bin")
+        outputs.append(np.fromfile(path, dtype=np.float32).reshape(shape))
+        if not flags["output_file"]:
+            path.unlink()
+    return outputs
 
 
 def write_etdump(path: str, load_ms: float, times: list[float], delegated: float) -> None:

@@ -32,7 +32,9 @@ def slow(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     session.install("-c", "constraints.txt", "ruff")
-    session.run("ruff", "check", "harness", "targets", "reports", "tests", "bench", "noxfile.py")
+    paths = ("harness", "targets", "reports", "tests", "bench", "noxfile.py")
+    session.run("ruff", "format", "--check", *paths)
+    session.run("ruff", "check", *paths)
 
 
 @nox.session(python=PYTHON)

@@ -24,12 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.measure import LoopSettings  # noqa: E402
-from targets.adb import AdbClient  # noqa: E402
-from targets.android import AndroidTarget  # noqa: E402
-from targets.base import ProfileSettings  # noqa: E402
-from targets.etdump import flatc_and_schema  # noqa: E402
-from tests.artifact_fixtures_android import install_runners, make_artifact  # noqa: E402
-from tests.fake_adb import FakeAdbServer, mediatek_phone  # noqa: E402
+from harness.target import ProfileSettings  # noqa: E402
+from targets.android.adb import AdbClient  # noqa: E402
+from targets.android.etdump import flatc_and_schema  # noqa: E402
+from targets.android.target import AndroidTarget  # noqa: E402
+from tests.support.android_runners import install_runners  # noqa: E402
+from tests.support.artifacts import exported, without_reference  # noqa: E402
+from tests.support.fake_adb import FakeAdbServer, mediatek_phone  # noqa: E402
 
 
 def main() -> None:
@@ -41,22 +42,28 @@ def main() -> None:
     flatc, schema = flatc_and_schema()
     os.environ["VITBENCH_FLATC"], os.environ["VITBENCH_ETDUMP_SCHEMA"] = flatc, str(schema)
     tmp = Path(tempfile.mkdtemp(prefix="bench-android-"))
-    art = make_artifact(tmp / "art", reference=False)
-    # pad the .npy model to the wanted size (numpy ignores bytes after the array)
+    art = without_reference(exported(tmp / "art", "executorch"))
+    # pad the program to the wanted size (the loader reads only what its header names)
     with open(art.path, "ab") as fh:
         fh.write(os.urandom(args.artifact_mb << 20))
-    from harness.artifacts import Artifact, sha256_path
+    from harness.artifact import Artifact, sha256_path
 
-    art = Artifact(art.path, art.manifest | {"sha256": sha256_path(art.path), "size": art.path.stat().st_size})
+    art = Artifact(
+        art.path, art.manifest | {"sha256": sha256_path(art.path), "size": art.path.stat().st_size}
+    )
     art.write_manifest()
     runners = install_runners(tmp / "runners")
-    settings = ProfileSettings(loop=LoopSettings(warmup_iterations=1, warmup_seconds=0, min_iterations=5, min_seconds=0),
-                               options={"poll_s": 0.01, "keep_on_device": True})
+    settings = ProfileSettings(
+        loop=LoopSettings(warmup_iterations=1, warmup_seconds=0, min_iterations=5, min_seconds=0),
+        options={"poll_s": 0.01, "keep_on_device": True},
+    )
     with FakeAdbServer() as srv:
         phone = srv.add(mediatek_phone(tmp / "phones", physics={"base_ms": 5.0, "linger_s": 0.0}))
         cold, warm = [], []
         for _ in range(args.repeats):
-            target = AndroidTarget(srv.address, runners={"executorch": str(runners["executor_runner"])})
+            target = AndroidTarget(
+                srv.address, runners={"executorch": str(runners["executor_runner"])}
+            )
             dev = target.device(phone.serial)
             t0 = time.perf_counter()
             target.profile(art, dev, settings)
@@ -83,9 +90,15 @@ def main() -> None:
     p, k = statistics.median(push_s), statistics.median(copy_s)
     print(f"artifact {mb:.0f} MB, {args.repeats} repeats, medians")
     print(f"cell with a fresh push        {c:7.3f} s")
-    print(f"cell with files on the phone  {w:7.3f} s   ratio {w / c:.2f} (pushes saved: {args.repeats})")
+    print(
+        f"cell with files on the phone  {w:7.3f} s   ratio {w / c:.2f} "
+        f"(pushes saved: {args.repeats})"
+    )
     print(f"adb sync push                 {mb / p:7.0f} MB/s")
-    print(f"local file copy               {mb / k:7.0f} MB/s   push/copy throughput ratio {(mb / p) / (mb / k):.2f}")
+    print(
+        f"local file copy               {mb / k:7.0f} MB/s   "
+        f"push/copy throughput ratio {(mb / p) / (mb / k):.2f}"
+    )
     shutil.rmtree(tmp, ignore_errors=True)
 
 

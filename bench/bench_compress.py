@@ -33,7 +33,7 @@ from harness.compress import (  # noqa: E402
     CompressSettings,
     DistillSettings,
     TrainSettings,
-    compare,
+    compression_report,
     compress,
     fit,
     score,
@@ -116,7 +116,7 @@ def main() -> None:
     results["student shape from scratch"] = (scratch, time.time() - t0)
 
     print()
-    report = compare(teacher, results["KD + attention (full)"][0], test, "auc", extra=("accuracy",))
+    report = compression_report(teacher, results["KD + attention (full)"][0], test, "auc", extra=("accuracy",))
     print("\n".join(report.lines()))
     print()
     print(f"ablation (same parameter budget, {total_epochs} student epochs each; test set, 95% bootstrap intervals):")

@@ -51,7 +51,8 @@ def main() -> None:
         _unsafe_reset_threadpool,
     )
 
-    from harness.artifacts import ExportSpec, export_artifact
+    from harness.artifact import ExportSpec
+    from harness.export import export_artifact
     from harness.calibration import _to_model_input
     from harness.measure import LoopSettings, summarize, timed_loop
     from harness.model import build_model, preset_config

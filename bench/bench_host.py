@@ -24,10 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from harness.artifacts import ExportSpec, export_artifact  # noqa: E402
+from harness.artifact import ExportSpec  # noqa: E402
+from harness.export import export_artifact
 from harness.measure import LoopSettings, timed_loop  # noqa: E402
 from harness.model import count_macs, load_model  # noqa: E402
-from targets.base import ProfileSettings  # noqa: E402
+from harness.target import ProfileSettings  # noqa: E402
 from targets.host import HostTarget  # noqa: E402
 
 

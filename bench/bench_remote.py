@@ -23,12 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from targets.base import ProfileSettings  # noqa: E402
+from harness.target import ProfileSettings  # noqa: E402
 from targets.host import HostTarget  # noqa: E402
-from targets.remote import RemoteTarget  # noqa: E402
-from tests.conftest import small_config  # noqa: E402
-from tests.host_artifacts import make_artifact  # noqa: E402
-from tests.ssh_server import start_sshd, stop_sshd  # noqa: E402
+from targets.remote.target import RemoteTarget  # noqa: E402
+from tests.support.models import small_config  # noqa: E402
+from tests.support.artifacts import exported  # noqa: E402
+from tests.support.ssh_server import start_sshd, stop_sshd  # noqa: E402
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     try:
         cfg = small_config(img_size=64, embed_dim=192, head_dim=32, num_heads=(6, 6, 6, 6),
                            mlp_dims=(768, 768, 768, 768))
-        art = make_artifact(root / "onnx", "onnx", cfg)
+        art = exported(root / "onnx", "onnx", cfg=cfg)
         hosts = root / "hosts.toml"
 
         def configure(keep: bool) -> None:

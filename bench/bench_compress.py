@@ -33,8 +33,8 @@ from harness.compress import (  # noqa: E402
     CompressSettings,
     DistillSettings,
     TrainSettings,
-    compression_report,
     compress,
+    compression_report,
     fit,
     score,
     tensors,
@@ -57,11 +57,17 @@ DEFAULT_DATA = _default_data()
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--quick", action="store_true", help="fewer epochs: a smoke run")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (1 is fastest on a shared 2-core machine)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1 is fastest on a shared 2-core machine)",
+    )
     ap.add_argument("--teacher-epochs", type=int, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -70,31 +76,63 @@ def main() -> None:
     data = f"medmnist:{args.data}"
     splits = {s: load_dataset(data, split=s) for s in ("train", "val", "test")}
     train_ds = splits["train"]
-    cfg = ViTConfig(img_size=28, patch_size=7, in_chans=1, num_classes=train_ds.num_classes, embed_dim=192,
-                    head_dim=32, num_heads=(6,) * 6, mlp_dims=(768,) * 6, name="pneumonia-teacher",
-                    task=train_ds.task, seed=0)
-    train, val, test = (tensors(splits[s], cfg.img_size, cfg.in_chans) for s in ("train", "val", "test"))
-    print(f"data: {args.data} (train {len(train)}, val {len(val)}, test {len(test)}; "
-          f"{train_ds.classes}; metric {train_ds.metric})")
+    cfg = ViTConfig(
+        img_size=28,
+        patch_size=7,
+        in_chans=1,
+        num_classes=train_ds.num_classes,
+        embed_dim=192,
+        head_dim=32,
+        num_heads=(6,) * 6,
+        mlp_dims=(768,) * 6,
+        name="pneumonia-teacher",
+        task=train_ds.task,
+        seed=0,
+    )
+    train, val, test = (
+        tensors(splits[s], cfg.img_size, cfg.in_chans) for s in ("train", "val", "test")
+    )
+    print(
+        f"data: {args.data} (train {len(train)}, val {len(val)}, test {len(test)}; "
+        f"{train_ds.classes}; metric {train_ds.metric})"
+    )
     d = describe(cfg)
-    print(f"teacher shape: {cfg.img_size}x{cfg.img_size}x{cfg.in_chans}, patch {cfg.patch_size} "
-          f"({cfg.num_tokens} tokens), width {cfg.embed_dim}, depth {cfg.depth}, heads {cfg.num_heads[0]}x{cfg.head_dim}, "
-          f"MLP {cfg.mlp_dims[0]}: {d['params']:,} parameters, {count_params(cfg) * 4 / 1e6:.1f} MB fp32")
+    print(
+        f"teacher shape: {cfg.img_size}x{cfg.img_size}x{cfg.in_chans}, patch {cfg.patch_size} "
+        f"({cfg.num_tokens} tokens), width {cfg.embed_dim}, depth {cfg.depth}, "
+        f"heads {cfg.num_heads[0]}x{cfg.head_dim}, MLP {cfg.mlp_dims[0]}: {d['params']:,} "
+        f"parameters, {count_params(cfg) * 4 / 1e6:.1f} MB fp32"
+    )
 
     teacher_epochs = args.teacher_epochs or (4 if args.quick else 10)
     base = TrainSettings(epochs=teacher_epochs, batch_size=64, lr=5e-4, weight_decay=0.05, shift=2)
     t0 = time.time()
-    teacher = fit(build_model(cfg).train(), train, base, val=val, metric="auc", task=cfg.task,
-                  progress=lambda m: print(f"  teacher {m}", file=sys.stderr, flush=True))
-    print(f"teacher trained: {teacher_epochs} epochs in {time.time() - t0:.0f} s; "
-          f"val AUC {score(teacher, val, 'auc', 0).value:.4f}", flush=True)
+    teacher = fit(
+        build_model(cfg).train(),
+        train,
+        base,
+        val=val,
+        metric="auc",
+        task=cfg.task,
+        progress=lambda m: print(f"  teacher {m}", file=sys.stderr, flush=True),
+    )
+    print(
+        f"teacher trained: {teacher_epochs} epochs in {time.time() - t0:.0f} s; "
+        f"val AUC {score(teacher, val, 'auc', 0).value:.4f}",
+        flush=True,
+    )
 
     target = count_params(cfg) // 8
     steps, per_step, final = (2, 1, 1) if args.quick else (3, 2, 4)
     student_train = replace(base, lr=5e-4)
-    full = CompressSettings(target_params=target, steps=steps, epochs_per_step=per_step, final_epochs=final,
-                            distill=DistillSettings(kd_weight=1.0, temperature=2.0, attn_weight=1.0),
-                            train=student_train)
+    full = CompressSettings(
+        target_params=target,
+        steps=steps,
+        epochs_per_step=per_step,
+        final_epochs=final,
+        distill=DistillSettings(kd_weight=1.0, temperature=2.0, attn_weight=1.0),
+        train=student_train,
+    )
     variants = {
         "KD + attention (full)": full,
         "logit KD only": replace(full, distill=replace(full.distill, attn_weight=0.0)),
@@ -104,35 +142,63 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, settings in variants.items():
             t0 = time.time()
-            student, history = compress(teacher, train, val, "auc", settings, Path(tmp) / name.split()[0],
-                                        progress=lambda m, n=name: print(f"  {n}: {m}", file=sys.stderr, flush=True))
+            student, history = compress(
+                teacher,
+                train,
+                val,
+                "auc",
+                settings,
+                Path(tmp) / name.split()[0],
+                progress=lambda m, n=name: print(f"  {n}: {m}", file=sys.stderr, flush=True),
+            )
             results[name] = (student, time.time() - t0)
-            print(f"{name}: {count_params(student.config):,} parameters in {time.time() - t0:.0f} s", flush=True)
+            print(
+                f"{name}: {count_params(student.config):,} parameters in {time.time() - t0:.0f} s",
+                flush=True,
+            )
     shape = results["KD + attention (full)"][0].config
     t0 = time.time()
     total_epochs = steps * per_step + final
-    scratch = fit(build_model(shape.replace(seed=1)).train(), train, replace(base, epochs=total_epochs, lr=1e-3),
-                  val=val, metric="auc", task=cfg.task)
+    scratch = fit(
+        build_model(shape.replace(seed=1)).train(),
+        train,
+        replace(base, epochs=total_epochs, lr=1e-3),
+        val=val,
+        metric="auc",
+        task=cfg.task,
+    )
     results["student shape from scratch"] = (scratch, time.time() - t0)
 
     print()
-    report = compression_report(teacher, results["KD + attention (full)"][0], test, "auc", extra=("accuracy",))
+    report = compression_report(
+        teacher, results["KD + attention (full)"][0], test, "auc", extra=("accuracy",)
+    )
     print("\n".join(report.lines()))
     print()
-    print(f"ablation (same parameter budget, {total_epochs} student epochs each; test set, 95% bootstrap intervals):")
+    print(
+        f"ablation (same parameter budget, {total_epochs} student epochs each; "
+        "test set, 95% bootstrap intervals):"
+    )
     t_auc = report.teacher_metric.value
     print(f"{'variant':30}{'params':>10}{'AUC':>26}{'accuracy':>26}{'AUC kept':>10}")
-    print(f"{'teacher':30}{count_params(cfg):>10,}{_fmt(report.teacher_metric):>26}"
-          f"{_fmt(report.extra_metrics['accuracy']['teacher']):>26}{'100.0%':>10}")
+    print(
+        f"{'teacher':30}{count_params(cfg):>10,}{_fmt(report.teacher_metric):>26}"
+        f"{_fmt(report.extra_metrics['accuracy']['teacher']):>26}{'100.0%':>10}"
+    )
     for name, (model, _) in results.items():
         a, acc = score(model, test, "auc"), score(model, test, "accuracy")
-        print(f"{name:30}{count_params(model.config):>10,}{_fmt(a):>26}{_fmt(acc):>26}"
-              f"{100 * a.value / t_auc:>9.1f}%")
+        print(
+            f"{name:30}{count_params(model.config):>10,}{_fmt(a):>26}{_fmt(acc):>26}"
+            f"{100 * a.value / t_auc:>9.1f}%"
+        )
     kept = report.retention
     print()
-    print(f"target: student keeps >= 97% of teacher AUC -> {kept:.1f}% ({'met' if kept >= 97 else 'NOT met'}); "
-          f"parameters 1/{report.param_ratio:.1f}; host latency ratio {report.latency_ratio:.2f}x; "
-          f"total {time.time() - t_start:.0f} s")
+    print(
+        f"target: student keeps >= 97% of teacher AUC -> {kept:.1f}% "
+        f"({'met' if kept >= 97 else 'NOT met'}); "
+        f"parameters 1/{report.param_ratio:.1f}; host latency ratio {report.latency_ratio:.2f}x; "
+        f"total {time.time() - t_start:.0f} s"
+    )
 
 
 def _fmt(r) -> str:

@@ -37,7 +37,9 @@ def find_data() -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seconds", type=float, default=5.0, help="minimum seconds per runtime per round")
+    ap.add_argument(
+        "--seconds", type=float, default=5.0, help="minimum seconds per runtime per round"
+    )
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--calibration-images", type=int, default=64)
@@ -52,8 +54,8 @@ def main() -> None:
     )
 
     from harness.artifact import ExportSpec
-    from harness.export import export_artifact
     from harness.calibration import _to_model_input
+    from harness.export import export_artifact
     from harness.measure import LoopSettings, summarize, timed_loop
     from harness.model import build_model, preset_config
 
@@ -67,7 +69,9 @@ def main() -> None:
 
     print(f"lite 224x224x1, cache {cache}, {args.threads} threads")
     t0 = time.perf_counter()
-    fp32 = export_artifact(model, ExportSpec("executorch", "xnnpack", "fp32"), cache=cache, progress=log)
+    fp32 = export_artifact(
+        model, ExportSpec("executorch", "xnnpack", "fp32"), cache=cache, progress=log
+    )
     cold = time.perf_counter() - t0
     hits = []
     for _ in range(3):
@@ -77,8 +81,13 @@ def main() -> None:
         assert again.path == fp32.path
     hit = float(np.median(hits))
     onnx = export_artifact(model, ExportSpec("onnx"), cache=cache, progress=log)
-    int8 = export_artifact(model, ExportSpec("executorch", "xnnpack", "int8"), cache=cache,
-                           calibration=calib, progress=log)
+    int8 = export_artifact(
+        model,
+        ExportSpec("executorch", "xnnpack", "int8"),
+        cache=cache,
+        calibration=calib,
+        progress=log,
+    )
 
     _unsafe_reset_threadpool(args.threads)
     et32 = _load_for_executorch(str(fp32.path))
@@ -94,8 +103,13 @@ def main() -> None:
         "executorch xnnpack fp32": lambda: et32.forward((x,)),
         "executorch xnnpack int8": lambda: et8.forward((x,)),
     }
-    settings = LoopSettings(warmup_iterations=5, warmup_seconds=1.0, min_iterations=20,
-                            min_seconds=args.seconds, max_seconds=120)
+    settings = LoopSettings(
+        warmup_iterations=5,
+        warmup_seconds=1.0,
+        min_iterations=20,
+        min_seconds=args.seconds,
+        max_seconds=120,
+    )
     samples: dict[str, list[float]] = {k: [] for k in runners}
     for r in range(args.rounds):
         for name, fn in runners.items():
@@ -105,9 +119,21 @@ def main() -> None:
     stats = {k: summarize(v) for k, v in samples.items()}
 
     with torch.no_grad():
-        ref = np.concatenate([model(torch.from_numpy(test[i:i + 32])).numpy() for i in range(0, len(test), 32)])
-    q = np.concatenate([et8.forward((torch.from_numpy(test[i:i + 1].copy()),))[0].numpy() for i in range(len(test))])
-    f = np.concatenate([et32.forward((torch.from_numpy(test[i:i + 1].copy()),))[0].numpy() for i in range(len(test))])
+        ref = np.concatenate(
+            [model(torch.from_numpy(test[i : i + 32])).numpy() for i in range(0, len(test), 32)]
+        )
+    q = np.concatenate(
+        [
+            et8.forward((torch.from_numpy(test[i : i + 1].copy()),))[0].numpy()
+            for i in range(len(test))
+        ]
+    )
+    f = np.concatenate(
+        [
+            et32.forward((torch.from_numpy(test[i : i + 1].copy()),))[0].numpy()
+            for i in range(len(test))
+        ]
+    )
     agree8 = float(np.mean(ref.argmax(1) == q.argmax(1)))
     agree32 = float(np.mean(ref.argmax(1) == f.argmax(1)))
     share32 = fp32.manifest["lowering"]["matmul_flops_delegated_share"]
@@ -117,15 +143,27 @@ def main() -> None:
     for name, st in stats.items():
         print(f"{name:26s} p50 {st.p50:8.2f} ms  p90 {st.p90:8.2f} ms  n={st.n}  cv={st.cv:.2f}")
     print(f"cold export {cold:.1f} s, cache hit {hit * 1e3:.0f} ms (median of 3)")
-    print(f"parity: fp32 {fp32.manifest['parity']['status']}, int8 {int8.manifest['parity']['status']} "
-          f"(cosine {int8.manifest['parity']['cosine']:.4f}), onnx {onnx.manifest['parity']['status']}")
+    print(
+        f"parity: fp32 {fp32.manifest['parity']['status']}, "
+        f"int8 {int8.manifest['parity']['status']} "
+        f"(cosine {int8.manifest['parity']['cosine']:.4f}), "
+        f"onnx {onnx.manifest['parity']['status']}"
+    )
     print(f"XNNPACK fp32 top-1 agreement with PyTorch on {len(test)} test images: {agree32:.1%}")
     rows = [
         ("cache hit / cold export", hit / cold, "< 0.02", hit / cold < 0.02),
-        ("XNNPACK fp32 / ORT CPU p50", stats["executorch xnnpack fp32"].p50 / stats["onnxruntime fp32"].p50,
-         "<= 1.15", stats["executorch xnnpack fp32"].p50 / stats["onnxruntime fp32"].p50 <= 1.15),
-        ("int8 speed-up (fp32 / int8 p50)", stats["executorch xnnpack fp32"].p50 / stats["executorch xnnpack int8"].p50,
-         ">= 1.8", stats["executorch xnnpack fp32"].p50 / stats["executorch xnnpack int8"].p50 >= 1.8),
+        (
+            "XNNPACK fp32 / ORT CPU p50",
+            stats["executorch xnnpack fp32"].p50 / stats["onnxruntime fp32"].p50,
+            "<= 1.15",
+            stats["executorch xnnpack fp32"].p50 / stats["onnxruntime fp32"].p50 <= 1.15,
+        ),
+        (
+            "int8 speed-up (fp32 / int8 p50)",
+            stats["executorch xnnpack fp32"].p50 / stats["executorch xnnpack int8"].p50,
+            ">= 1.8",
+            stats["executorch xnnpack fp32"].p50 / stats["executorch xnnpack int8"].p50 >= 1.8,
+        ),
         (f"int8 top-1 agreement ({len(test)} real images)", agree8, ">= 0.99", agree8 >= 0.99),
         ("linear/matmul FLOPs delegated (fp32)", share32, ">= 0.95", share32 >= 0.95),
         ("linear/matmul FLOPs delegated (int8)", share8, ">= 0.95", share8 >= 0.95),

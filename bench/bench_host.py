@@ -41,8 +41,11 @@ def bare_ort_loop(path: Path, threads: int, loop: LoopSettings) -> list[float]:
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
-    x = np.random.default_rng(0).standard_normal([d if isinstance(d, int) else 1 for d in inp.shape]).astype(
-        np.float32)
+    x = (
+        np.random.default_rng(0)
+        .standard_normal([d if isinstance(d, int) else 1 for d in inp.shape])
+        .astype(np.float32)
+    )
     feed = {inp.name: x}
     samples, _ = timed_loop(lambda: sess.run(None, feed), loop)
     return samples
@@ -68,26 +71,39 @@ def best_gemm_gflops(threads: int, seconds: float = 2.0) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="lite")
-    ap.add_argument("--seconds", type=float, default=5.0, help="minimum seconds per overhead measurement")
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of harness vs bare loop")
+    ap.add_argument(
+        "--seconds", type=float, default=5.0, help="minimum seconds per overhead measurement"
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=5, help="interleaved rounds of harness vs bare loop"
+    )
     args = ap.parse_args()
 
     host = HostTarget()
     device = host.devices()[0]
     threads = device.attributes.get("cores") or 1
     model = load_model(args.model)
-    print(f"model {args.model}: {count_macs(model.config) / 1e9:.2f} GMACs; host {device.chipset}, {threads} threads")
+    print(
+        f"model {args.model}: {count_macs(model.config) / 1e9:.2f} GMACs; "
+        f"host {device.chipset}, {threads} threads"
+    )
     arts = {
         "onnx": export_artifact(model, ExportSpec("onnx")),
-        "executorch/xnnpack/fp32": export_artifact(model, ExportSpec("executorch", "xnnpack", "fp32")),
-        "executorch/xnnpack/int8": export_artifact(model, ExportSpec("executorch", "xnnpack", "int8")),
+        "executorch/xnnpack/fp32": export_artifact(
+            model, ExportSpec("executorch", "xnnpack", "fp32")
+        ),
+        "executorch/xnnpack/int8": export_artifact(
+            model, ExportSpec("executorch", "xnnpack", "int8")
+        ),
     }
 
     # On a small VM two runtime threads land on two vCPUs that the hypervisor does not always
     # schedule together, so multi-threaded latency switches between levels from run to run.
     # The harness questions (its overhead, its repeatability) are asked at one thread, where
     # the machine is steady; the all-core figure is printed beside it as the machine's own.
-    loop = LoopSettings(warmup_iterations=5, warmup_seconds=1.0, min_iterations=30, min_seconds=args.seconds)
+    loop = LoopSettings(
+        warmup_iterations=5, warmup_seconds=1.0, min_iterations=30, min_seconds=args.seconds
+    )
 
     # 1. harness overhead, interleaved so that drift of the machine hits both alike
     for n_threads in dict.fromkeys((1, threads)):
@@ -97,9 +113,16 @@ def main() -> None:
             harness_p50.append(host.profile(arts["onnx"], device, settings).stats.p50)
             bare_p50.append(statistics.median(bare_ort_loop(arts["onnx"].path, n_threads, loop)))
         ratio = statistics.median(harness_p50) / statistics.median(bare_p50)
-        verdict = ("OK" if 0.98 <= ratio <= 1.02 else "MISSED") if n_threads == 1 else "(machine noise, not gated)"
-        print(f"[overhead, {n_threads} thread(s)] onnx p50 through vitbench profile {statistics.median(harness_p50):.2f}"
-              f" ms, bare loop {statistics.median(bare_p50):.2f} ms: ratio {ratio:.3f} (target 0.98-1.02) {verdict}")
+        verdict = (
+            ("OK" if 0.98 <= ratio <= 1.02 else "MISSED")
+            if n_threads == 1
+            else "(machine noise, not gated)"
+        )
+        print(
+            f"[overhead, {n_threads} thread(s)] onnx p50 through vitbench profile "
+            f"{statistics.median(harness_p50):.2f} ms, bare loop "
+            f"{statistics.median(bare_p50):.2f} ms: ratio {ratio:.3f} (target 0.98-1.02) {verdict}"
+        )
 
     # 2. repeatability: ten back-to-back quick profiles
     for n_threads in dict.fromkeys((1, threads)):
@@ -110,14 +133,25 @@ def main() -> None:
             others = [o for j, o in enumerate(profs) if j != i]
             hits = sum(o.p50_ci[0] <= s.p50 <= o.p50_ci[1] for o in others)
             inside += hits >= len(others) / 2
-            envelope += min(o.p50_ci[0] for o in others) <= s.p50 <= max(o.p50_ci[1] for o in others)
+            envelope += (
+                min(o.p50_ci[0] for o in others) <= s.p50 <= max(o.p50_ci[1] for o in others)
+            )
         p50s = ", ".join(f"{s.p50:.1f}" for s in profs)
-        spread = (max(s.p50 for s in profs) - min(s.p50 for s in profs)) / statistics.median(s.p50 for s in profs)
+        spread = (max(s.p50 for s in profs) - min(s.p50 for s in profs)) / statistics.median(
+            s.p50 for s in profs
+        )
         half = statistics.median((s.p50_ci[1] - s.p50_ci[0]) / 2 / s.p50 for s in profs)
-        verdict = ("OK" if envelope >= 9 else "MISSED") if n_threads == 1 else "(machine noise, not gated)"
-        print(f"[repeatability, {n_threads} thread(s)] p50s {p50s} ms; {envelope}/10 inside the span of the "
-              f"others' intervals (target >= 9) {verdict}; {inside}/10 inside most others' own intervals; "
-              f"run-to-run spread {spread:.1%} vs a run's interval half-width {half:.1%}")
+        verdict = (
+            ("OK" if envelope >= 9 else "MISSED")
+            if n_threads == 1
+            else "(machine noise, not gated)"
+        )
+        print(
+            f"[repeatability, {n_threads} thread(s)] p50s {p50s} ms; {envelope}/10 inside the "
+            f"span of the others' intervals (target >= 9) {verdict}; {inside}/10 inside most "
+            f"others' own intervals; "
+            f"run-to-run spread {spread:.1%} vs a run's interval half-width {half:.1%}"
+        )
 
     # 3. compute floor
     gflops = best_gemm_gflops(threads)
@@ -125,11 +159,16 @@ def main() -> None:
     floor_ms = flops / (gflops * 1e9) * 1e3
     best = {}
     for label, art in arts.items():
-        best[label] = host.profile(art, device, ProfileSettings(loop=loop, threads=threads)).stats.p50
+        best[label] = host.profile(
+            art, device, ProfileSettings(loop=loop, threads=threads)
+        ).stats.p50
     name = min(best, key=best.get)
-    print(f"[floor] best fp32 GEMM {gflops:.1f} GFLOP/s -> floor {floor_ms:.2f} ms for {flops / 1e9:.1f} GFLOP; "
-          + ", ".join(f"{k} {v:.2f} ms" for k, v in best.items())
-          + f"; best ({name}) is {best[name] / floor_ms:.2f}x the floor")
+    print(
+        f"[floor] best fp32 GEMM {gflops:.1f} GFLOP/s -> floor {floor_ms:.2f} ms "
+        f"for {flops / 1e9:.1f} GFLOP; "
+        + ", ".join(f"{k} {v:.2f} ms" for k, v in best.items())
+        + f"; best ({name}) is {best[name] / floor_ms:.2f}x the floor"
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,13 @@ sys.path.insert(0, str(ROOT))
 
 def vitbench_run(args: list[str], env: dict[str, str]) -> tuple[float, dict]:
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "harness.cli", "run", *args, "--json"], env=env, cwd=ROOT,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", *args, "--json"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t0
     if out.returncode != 0:
         sys.exit(f"vitbench run failed ({out.returncode}): {out.stderr.strip()[-2000:]}")
@@ -37,14 +42,23 @@ def main() -> None:
         # while the first run measures must not turn the re-run into a new run.
         from harness.dispatch import git_commit
 
-        env = dict(os.environ, VITBENCH_CACHE=f"{tmp}/cache", PYTHONPATH=str(ROOT), VITBENCH_COMMIT=git_commit())
+        env = dict(
+            os.environ,
+            VITBENCH_CACHE=f"{tmp}/cache",
+            PYTHONPATH=str(ROOT),
+            VITBENCH_COMMIT=git_commit(),
+        )
         args = [*plan, "--store", f"{tmp}/results.db", "--out", f"{tmp}/out"]
         first, s1 = vitbench_run(args, env)
         second, s2 = vitbench_run(args, env)
     print(f"first run : {first:7.1f} s  ({s1['done']} cells done, {s1['failed']} failed)")
-    print(f"re-run    : {second:7.1f} s  ({s2['skipped']} cells already done, {s2['done']} measured)")
+    print(
+        f"re-run    : {second:7.1f} s  ({s2['skipped']} cells already done, {s2['done']} measured)"
+    )
     ratio = second / first
-    print(f"ratio re-run / first = {ratio:.3f} (target < 0.05) {'OK' if ratio < 0.05 else 'MISSED'}")
+    print(
+        f"ratio re-run / first = {ratio:.3f} (target < 0.05) {'OK' if ratio < 0.05 else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ def _torch_threads():
 
 # -- plugins registered the way an installed package registers them -----------------------------
 
+
 @pytest.fixture
 def register_plugin(tmp_path, monkeypatch):
     """``register_plugin(group, name, "module:attr")`` makes an entry point visible to
@@ -41,6 +42,7 @@ def register_plugin(tmp_path, monkeypatch):
 
 # -- a third-party exporter, pip-installed into a temporary folder ----------------------------
 
+
 def _pip_plugin(folder: str, tmp_path_factory):
     """Builds and installs ``tests/FOLDER`` (a package registering vitbench plugins through
     entry points) with ``pip install --target``; returns a function that runs ``vitbench
@@ -57,17 +59,41 @@ def _pip_plugin(folder: str, tmp_path_factory):
     base = tmp_path_factory.mktemp(folder)
     target = base / "site"
     source = shutil.copytree(root / "tests" / folder, base / "src")  # builds leave files behind
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(source)],
-                   check=True, capture_output=True, text=True, timeout=300,
-                   env={**os.environ, "PIP_NO_INDEX": "1", "TMPDIR": str(base)})
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PIP_NO_INDEX": "1", "TMPDIR": str(base)},
+    )
     checkpoint = save_checkpoint(build_model(small_config()), base / "small-checkpoint")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(root)]),
-           "VITBENCH_CACHE": str(base / "cache")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(target), str(root)]),
+        "VITBENCH_CACHE": str(base / "cache"),
+    }
 
     def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
-                              env=env, timeout=600, cwd=cwd)
+        return subprocess.run(
+            [sys.executable, "-m", "harness.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            cwd=cwd,
+        )
 
     run.checkpoint = checkpoint
     run.base = base

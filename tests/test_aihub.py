@@ -173,9 +173,7 @@ def test_profile_on_several_devices(target, hub, onnx_artifact):
     seeded, _ = load_reference(onnx_artifact.folder)
     assert len(hub.uploaded_inputs) == 3
     for entries in hub.uploaded_inputs:
-        assert all(
-            np.array_equal(a, b) for a, b in zip(entries["pixels"], seeded, strict=True)
-        )
+        assert all(np.array_equal(a, b) for a, b in zip(entries["pixels"], seeded, strict=True))
 
 
 def test_upload_is_reused_and_runtime_is_passed(target, hub, onnx_artifact):

@@ -119,9 +119,7 @@ def test_phone_without_shell_v2_gets_the_raw_shell(lab):
     )
     res = client.shell("10AD5F0MTK", "echo out; echo err >&2; exit 3")
     assert res.exit_code == 3 and "out" in res.stdout and "err" in res.stdout
-    prof = lab.target.profile(
-        pte(lab.tmp / "pte"), lab.target.device("10AD5F0MTK"), settings(n=4)
-    )
+    prof = lab.target.profile(pte(lab.tmp / "pte"), lab.target.device("10AD5F0MTK"), settings(n=4))
     assert len(prof.samples_ms) == 4 and prof.metrics["peak_memory_mb"] > 0
     assert (
         "10AD5F0MTK:shell" in lab.srv.requests and "10AD5F0MTK:shell,v2,raw" not in lab.srv.requests
@@ -165,9 +163,7 @@ def test_artifacts_a_phone_cannot_run(lab):
     assert info.value.kind == "model"
     coreml = pte(lab.tmp / "coreml", delegate="coreml")
     assert not lab.target.accepts(coreml) and "Apple" in lab.target.refusal(coreml)
-    assert lab.target.accepts(qnn) and lab.target.accepts(
-        exported(lab.tmp / "onnx", "onnx")
-    )
+    assert lab.target.accepts(qnn) and lab.target.accepts(exported(lab.tmp / "onnx", "onnx"))
 
 
 # -- profile ----------------------------------------------------------------------------------
@@ -389,9 +385,7 @@ def test_old_runner_without_per_iteration_lines(lab, tmp_path):
 def test_android_pal_logs_are_read_from_logcat(lab, tmp_path):
     lab.mtk.physics = {"base_ms": 15.0, "pal": "android"}
     lab.mtk.setup()
-    prof = lab.target.profile(
-        pte(tmp_path / "pte"), lab.target.device("10AD5F0MTK"), settings(n=4)
-    )
+    prof = lab.target.profile(pte(tmp_path / "pte"), lab.target.device("10AD5F0MTK"), settings(n=4))
     assert len(prof.samples_ms) == 4 and prof.metrics["load_cold_ms"] == pytest.approx(30.0)
 
 

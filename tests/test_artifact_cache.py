@@ -46,7 +46,9 @@ def test_key_covers_weights_config_spec_calibration_and_tools(model):
     h = model_hash(model)
     assert h == model_hash(build_model(tiny_config()))  # same seed, same weights
     assert h != model_hash(build_model(tiny_config(seed=1)))  # other weights
-    assert h != model_hash(build_model(tiny_config(labels=tuple("abcde"))))  # other config, same weights
+    assert h != model_hash(
+        build_model(tiny_config(labels=tuple("abcde")))
+    )  # other config, same weights
     tools = {"torch": "2.13.0", "executorch": "1.5.1"}
     base = cache_key(h, "onnx", ExportSpec("onnx"), None, tools)
     assert base == cache_key(h, "onnx", ExportSpec("onnx"), None, dict(tools))
@@ -64,16 +66,22 @@ def test_hit_forced_rebuild_and_distinct_specs(model, tmp_path):
     assert again.path == first.path and again.path.stat().st_ino == inode  # not re-exported
     assert again.manifest["created"] == first.manifest["created"]
     assert messages == [f"cache hit: {first.folder}"]
-    rebuilt = export_artifact(model, ExportSpec("pt2"), cache=tmp_path, no_cache=True, progress=messages.append)
+    rebuilt = export_artifact(
+        model, ExportSpec("pt2"), cache=tmp_path, no_cache=True, progress=messages.append
+    )
     assert rebuilt.path == first.path and rebuilt.path.stat().st_ino != inode
     assert any(m.startswith("exporting pt2") for m in messages)
     assert rebuilt.sha256 == first.sha256  # the same program, byte for byte
-    other = export_artifact(model, ExportSpec("pt2", options={"dynamic_batch": True}), cache=tmp_path)
+    other = export_artifact(
+        model, ExportSpec("pt2", options={"dynamic_batch": True}), cache=tmp_path
+    )
     assert other.folder != first.folder
     assert len(entries(tmp_path)) == 2 and list((tmp_path / ".tmp").iterdir()) == []
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "no-manifest", "no-reference", "bad-manifest"])
+@pytest.mark.parametrize(
+    "damage", ["truncate", "flip", "no-manifest", "no-reference", "bad-manifest"]
+)
 def test_corrupt_entry_is_rebuilt_never_served(model, tmp_path, damage):
     art = export_artifact(model, ExportSpec("pt2"), cache=tmp_path)
     good = art.sha256
@@ -102,9 +110,15 @@ def test_corrupt_entry_is_rebuilt_never_served(model, tmp_path, damage):
 def test_out_copies_a_verified_artifact(model, tmp_path):
     out = tmp_path / "out"
     art = export_artifact(model, ExportSpec("pt2"), cache=tmp_path / "c", out=out)
-    assert art.folder == out and sorted(p.name for p in out.iterdir()) == [MANIFEST, "model.pt2", REFERENCE_FILE]
+    assert art.folder == out and sorted(p.name for p in out.iterdir()) == [
+        MANIFEST,
+        "model.pt2",
+        REFERENCE_FILE,
+    ]
     art.verify()
-    again = export_artifact(model, ExportSpec("pt2"), cache=tmp_path / "c", out=out)  # overwrite in place
+    again = export_artifact(
+        model, ExportSpec("pt2"), cache=tmp_path / "c", out=out
+    )  # overwrite in place
     assert again.sha256 == art.sha256
 
 
@@ -118,12 +132,22 @@ def test_concurrent_exports_of_one_key(tmp_path):
         "from harness.model import build_model\n"
         "from harness.artifact import ExportSpec\nfrom harness.export import export_artifact\n"
         "msgs = []\n"
-        "a = export_artifact(build_model(small_config(img_size=16, num_heads=(2,), mlp_dims=(32,))), ExportSpec('pt2'), cache=sys.argv[1], progress=msgs.append)\n"
-        "print(json.dumps({'path': str(a.path), 'sha': a.sha256, 'built': any(m.startswith('exporting') for m in msgs)}))\n"
+        "m = build_model(small_config(img_size=16, num_heads=(2,), mlp_dims=(32,)))\n"
+        "a = export_artifact(m, ExportSpec('pt2'), cache=sys.argv[1], progress=msgs.append)\n"
+        "built = any(m.startswith('exporting') for m in msgs)\n"
+        "print(json.dumps({'path': str(a.path), 'sha': a.sha256, 'built': built}))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(3)
+    ]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=300)
@@ -139,8 +163,17 @@ def test_concurrent_exports_of_one_key(tmp_path):
 def test_failed_parity_raises_with_numbers_and_leaves_nothing(tmp_path, installed_plugin):
     """A runtime that disagrees with PyTorch: the export fails with the numbers and nothing
     reaches the cache. (The TorchScript plugin's output_offset option shifts its outputs.)"""
-    r = installed_plugin("export", "--model", str(installed_plugin.checkpoint), "--format", "torchscript",
-                         "-o", "output_offset=0.5", "--cache", str(tmp_path))
+    r = installed_plugin(
+        "export",
+        "--model",
+        str(installed_plugin.checkpoint),
+        "--format",
+        "torchscript",
+        "-o",
+        "output_offset=0.5",
+        "--cache",
+        str(tmp_path),
+    )
     assert r.returncode == 2
     line = r.stderr.strip().splitlines()[-1]
     assert line.startswith("vitbench: error: torchscript parity failed on torch ")

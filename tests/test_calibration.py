@@ -33,7 +33,11 @@ def test_folder_of_images_rgb_to_grey(tmp_path):
     (tmp_path / "notes.txt").write_text("ignored")
     x = calibration_images(tmp_path, (1, 1, 32, 32), limit=2)
     assert x.shape == (2, 1, 32, 32)
-    assert np.allclose(x[0], Image.new("RGB", (1, 1), (255, 0, 0)).convert("L").getpixel((0, 0)) / 127.5 - 1, atol=1e-5)
+    assert np.allclose(
+        x[0],
+        Image.new("RGB", (1, 1), (255, 0, 0)).convert("L").getpixel((0, 0)) / 127.5 - 1,
+        atol=1e-5,
+    )
 
 
 def test_seeded_when_none_and_hash_tracks_content():
@@ -44,13 +48,22 @@ def test_seeded_when_none_and_hash_tracks_content():
     assert data_hash(a) != data_hash(b)
 
 
-@pytest.mark.parametrize("make,message", [
-    (lambda p: p / "missing.npz", "does not exist"),
-    (lambda p: (np.savez(p / "x.npz", labels=np.zeros(3)), p / "x.npz")[1], "no '*images' array"),
-    (lambda p: ((p / "x.npz").write_text("not npz"), p / "x.npz")[1], "not a readable .npz"),
-    (lambda p: ((p / "e").mkdir(), p / "e")[1], "no PNG or JPEG images"),
-    (lambda p: ((p / "d.csv").write_text("1"), p / "d.csv")[1], "expected a folder of PNG/JPEG images"),
-])
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda p: p / "missing.npz", "does not exist"),
+        (
+            lambda p: (np.savez(p / "x.npz", labels=np.zeros(3)), p / "x.npz")[1],
+            "no '*images' array",
+        ),
+        (lambda p: ((p / "x.npz").write_text("not npz"), p / "x.npz")[1], "not a readable .npz"),
+        (lambda p: ((p / "e").mkdir(), p / "e")[1], "no PNG or JPEG images"),
+        (
+            lambda p: ((p / "d.csv").write_text("1"), p / "d.csv")[1],
+            "expected a folder of PNG/JPEG images",
+        ),
+    ],
+)
 def test_bad_calibration_data(tmp_path, make, message):
     with pytest.raises(UserError, match=message.replace("*", r"\*").replace(".", r"\.")):
         calibration_images(make(tmp_path), (1, 1, 16, 16))

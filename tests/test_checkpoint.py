@@ -26,12 +26,15 @@ def test_save_load_round_trip_is_bit_exact(tmp_path, small_cfg):
         assert torch.equal(model(x), back(x))
 
 
-@pytest.mark.parametrize("name, suffix", [
-    ("deit_tiny_patch16_224", ".pth"),
-    ("deit_tiny_patch16_224", ".safetensors"),
-    ("vit_large_patch16_224", ".safetensors"),
-    pytest.param("vit_large_patch16_224", ".pth", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "name, suffix",
+    [
+        ("deit_tiny_patch16_224", ".pth"),
+        ("deit_tiny_patch16_224", ".safetensors"),
+        ("vit_large_patch16_224", ".safetensors"),
+        pytest.param("vit_large_patch16_224", ".pth", marks=pytest.mark.slow),
+    ],
+)
 def test_timm_checkpoint_loads_and_matches_own_format(tmp_path, name, suffix):
     sd = timm_state_dict(name)
     path = tmp_path / f"{name}{suffix}"
@@ -41,7 +44,9 @@ def test_timm_checkpoint_loads_and_matches_own_format(tmp_path, name, suffix):
         save_file(sd, str(path))
     imported = import_timm(path)
     d, depth, heads, mlp, img, patch, classes = TIMM_SHAPES[name]
-    assert imported.config.num_heads == (heads,) * depth and imported.config.mlp_dims == (mlp,) * depth
+    assert (
+        imported.config.num_heads == (heads,) * depth and imported.config.mlp_dims == (mlp,) * depth
+    )
     x = torch.randn(1, 3, img, img, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         out = imported(x)
@@ -58,7 +63,9 @@ def test_import_with_new_head_and_grey_input(tmp_path):
     torch.save(sd, tmp_path / "deit.pth")
     m = import_timm(tmp_path / "deit.pth", num_classes=2, in_chans=1)
     assert m.config.num_classes == 2 and m.config.in_chans == 1
-    torch.testing.assert_close(m.patch_embed.proj.weight, sd["patch_embed.proj.weight"].sum(1, keepdim=True))
+    torch.testing.assert_close(
+        m.patch_embed.proj.weight, sd["patch_embed.proj.weight"].sum(1, keepdim=True)
+    )
     assert m(torch.randn(1, 1, 224, 224)).shape == (1, 2)
 
 
@@ -73,6 +80,7 @@ def test_pickled_objects_are_never_loaded(tmp_path):
 
 
 # -- bad input through the CLI: one line, exit 2, no traceback -------------------------------
+
 
 def _run(*args):
     res = CliRunner().invoke(main, list(args))
@@ -92,7 +100,9 @@ def test_unreadable_checkpoints(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"\x00not a zip file at all")
     assert_one_line_error(*_run("info", str(tmp_path / "junk.pth")), "junk.pth", "weights-only")
     (tmp_path / "junk.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{bad")
-    assert_one_line_error(*_run("info", str(tmp_path / "junk.safetensors")), "not a readable safetensors file")
+    assert_one_line_error(
+        *_run("info", str(tmp_path / "junk.safetensors")), "not a readable safetensors file"
+    )
     (tmp_path / "empty").mkdir()
     assert_one_line_error(*_run("info", str(tmp_path / "empty")), "has no config.json")
 
@@ -106,7 +116,9 @@ def test_state_dict_shape_mismatch_names_key_and_both_shapes(tmp_path, small_cfg
     cfg = json.loads((ck / "config.json").read_text())
     cfg["mlp_dims"] = [128, 64, 48]
     (ck / "config.json").write_text(json.dumps(cfg))
-    assert_one_line_error(*_run("info", str(ck)), "'blocks.2.mlp.fc1.weight'", "(32, 64)", "(48, 64)")
+    assert_one_line_error(
+        *_run("info", str(ck)), "'blocks.2.mlp.fc1.weight'", "(32, 64)", "(48, 64)"
+    )
 
 
 def test_state_dict_missing_and_unexpected_keys(tmp_path, small_cfg):
@@ -120,7 +132,9 @@ def test_state_dict_missing_and_unexpected_keys(tmp_path, small_cfg):
     sd["norm.weight"] = torch.ones(64)
     sd["blocks.0.attn.q_norm.weight"] = torch.ones(16)
     save_file(sd, str(ck / "model.safetensors"))
-    assert_one_line_error(*_run("info", str(ck)), "unexpected key 'blocks.0.attn.q_norm.weight'", "(16)")
+    assert_one_line_error(
+        *_run("info", str(ck)), "unexpected key 'blocks.0.attn.q_norm.weight'", "(16)"
+    )
 
 
 def test_config_with_unknown_or_missing_fields(tmp_path, small_cfg):
@@ -140,7 +154,11 @@ def test_info_on_timm_file_shows_per_block_widths(tmp_path):
     code, out = _run("info", str(tmp_path / "deit.pth"), "--json")
     assert code == 0, out
     d = json.loads(out)
-    assert d["num_heads"] == [3] * 12 and d["mlp_dims"] == [768] * 12 and abs(d["params_m"] - 5.72) < 0.01
+    assert (
+        d["num_heads"] == [3] * 12
+        and d["mlp_dims"] == [768] * 12
+        and abs(d["params_m"] - 5.72) < 0.01
+    )
 
 
 def test_models_and_version():

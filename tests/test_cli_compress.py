@@ -21,8 +21,19 @@ def _run(*args):
 
 
 def _small(num_classes=2, **kw):
-    return build_model(small_config(img_size=16, patch_size=4, in_chans=1, num_classes=num_classes, embed_dim=32,
-                                    head_dim=8, num_heads=(4, 4), mlp_dims=(64, 64), **kw))
+    return build_model(
+        small_config(
+            img_size=16,
+            patch_size=4,
+            in_chans=1,
+            num_classes=num_classes,
+            embed_dim=32,
+            head_dim=8,
+            num_heads=(4, 4),
+            mlp_dims=(64, 64),
+            **kw,
+        )
+    )
 
 
 @pytest.fixture
@@ -32,15 +43,48 @@ def toy(tmp_path):
 
 def test_train_compress_eval_end_to_end(tmp_path, toy):
     save_checkpoint(_small(), tmp_path / "init")
-    code, out = _run("train", tmp_path / "init", "--data", toy, "--out", tmp_path / "teacher", "--epochs", 5,
-                     "--batch-size", 16, "--lr", 3e-3, "--quiet")
+    code, out = _run(
+        "train",
+        tmp_path / "init",
+        "--data",
+        toy,
+        "--out",
+        tmp_path / "teacher",
+        "--epochs",
+        5,
+        "--batch-size",
+        16,
+        "--lr",
+        3e-3,
+        "--quiet",
+    )
     assert code == 0, out
     assert "test auc" in out and "95% CI" in out and "test accuracy" in out
     auc = float(out.split("test auc")[1].split()[0])
     assert auc > 0.9
-    code, out = _run("compress", "--teacher", tmp_path / "teacher", "--data", f"medmnist:{toy}",
-                     "--out", tmp_path / "student", "--keep-ratio", 0.5, "--steps", 2, "--epochs-per-step", 2,
-                     "--final-epochs", 1, "--batch-size", 16, "--lr", 2e-3, "--quiet", "--json")
+    code, out = _run(
+        "compress",
+        "--teacher",
+        tmp_path / "teacher",
+        "--data",
+        f"medmnist:{toy}",
+        "--out",
+        tmp_path / "student",
+        "--keep-ratio",
+        0.5,
+        "--steps",
+        2,
+        "--epochs-per-step",
+        2,
+        "--final-epochs",
+        1,
+        "--batch-size",
+        16,
+        "--lr",
+        2e-3,
+        "--quiet",
+        "--json",
+    )
     assert code == 0, out
     report = json.loads(out)
     teacher_n = count_params(load_checkpoint(tmp_path / "teacher").config)
@@ -55,16 +99,46 @@ def test_train_compress_eval_end_to_end(tmp_path, toy):
     assert "(pytorch)" in out and "auc" in out and "95% CI" in out
     code, out = _run("eval", tmp_path / "student", "--data", toy, "--split", "val", "--json")
     res = json.loads(out)
-    assert res["n"] == 32 and res["split"] == "val" and [m["name"] for m in res["metrics"]] == ["auc", "accuracy"]
+    assert (
+        res["n"] == 32
+        and res["split"] == "val"
+        and [m["name"] for m in res["metrics"]] == ["auc", "accuracy"]
+    )
 
 
 def test_compress_text_report_lists_blocks(tmp_path, toy):
     save_checkpoint(_small(), tmp_path / "t")
-    code, out = _run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s",
-                     "--target-params", "12k", "--steps", 1, "--epochs-per-step", 1, "--final-epochs", 0, "--quiet")
+    code, out = _run(
+        "compress",
+        "--teacher",
+        tmp_path / "t",
+        "--data",
+        toy,
+        "--out",
+        tmp_path / "s",
+        "--target-params",
+        "12k",
+        "--steps",
+        1,
+        "--epochs-per-step",
+        1,
+        "--final-epochs",
+        0,
+        "--quiet",
+    )
     assert code == 0, out
-    for fragment in ("parameters", "fp32 size (MB)", "GMACs", "host p50 (ms)", "test auc", "test accuracy",
-                     "retention:", "block", "heads", "MLP width"):
+    for fragment in (
+        "parameters",
+        "fp32 size (MB)",
+        "GMACs",
+        "host p50 (ms)",
+        "test auc",
+        "test accuracy",
+        "retention:",
+        "block",
+        "heads",
+        "MLP width",
+    ):
         assert fragment in out, fragment
     assert count_params(load_checkpoint(tmp_path / "s").config) <= 12_000
 
@@ -74,45 +148,153 @@ def test_bad_input_is_one_line(tmp_path, toy):
     n = count_params(load_checkpoint(tmp_path / "t").config)
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "readme.md").write_text("x")
-    assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", tmp_path / "junk",
-                          "--out", tmp_path / "s", "--keep-ratio", 0.5),
-                    "not a data set layout", "found readme.md")
-    assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s",
-                          "--target-params", f"{n + 1}"), "not smaller than the teacher")
-    assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s",
-                          "--target-params", "lots"), "is not a count")
-    assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s"),
-                    "exactly one of --target-params, --keep-ratio or --target-size-mb")
-    assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s",
-                                 "--target-size-mb", 1.0), "not smaller than the teacher")
+    assert_one_line_error(
+        *_run(
+            "compress",
+            "--teacher",
+            tmp_path / "t",
+            "--data",
+            tmp_path / "junk",
+            "--out",
+            tmp_path / "s",
+            "--keep-ratio",
+            0.5,
+        ),
+        "not a data set layout",
+        "found readme.md",
+    )
+    assert_one_line_error(
+        *_run(
+            "compress",
+            "--teacher",
+            tmp_path / "t",
+            "--data",
+            toy,
+            "--out",
+            tmp_path / "s",
+            "--target-params",
+            f"{n + 1}",
+        ),
+        "not smaller than the teacher",
+    )
+    assert_one_line_error(
+        *_run(
+            "compress",
+            "--teacher",
+            tmp_path / "t",
+            "--data",
+            toy,
+            "--out",
+            tmp_path / "s",
+            "--target-params",
+            "lots",
+        ),
+        "is not a count",
+    )
+    assert_one_line_error(
+        *_run("compress", "--teacher", tmp_path / "t", "--data", toy, "--out", tmp_path / "s"),
+        "exactly one of --target-params, --keep-ratio or --target-size-mb",
+    )
+    assert_one_line_error(
+        *_run(
+            "compress",
+            "--teacher",
+            tmp_path / "t",
+            "--data",
+            toy,
+            "--out",
+            tmp_path / "s",
+            "--target-size-mb",
+            1.0,
+        ),
+        "not smaller than the teacher",
+    )
     # labels that do not fit the head: BUSI has 3 classes, the teacher 2
     make_busi(tmp_path / "busi")
-    assert_one_line_error(*_run("eval", tmp_path / "t", "--data", tmp_path / "busi"),
-                    "3 classes", "2 outputs", "--num-classes 3")
-    assert_one_line_error(*_run("compress", "--teacher", tmp_path / "t", "--data", tmp_path / "busi",
-                          "--out", tmp_path / "s", "--keep-ratio", 0.5), "3 classes")
+    assert_one_line_error(
+        *_run("eval", tmp_path / "t", "--data", tmp_path / "busi"),
+        "3 classes",
+        "2 outputs",
+        "--num-classes 3",
+    )
+    assert_one_line_error(
+        *_run(
+            "compress",
+            "--teacher",
+            tmp_path / "t",
+            "--data",
+            tmp_path / "busi",
+            "--out",
+            tmp_path / "s",
+            "--keep-ratio",
+            0.5,
+        ),
+        "3 classes",
+    )
     # a teacher of another architecture (a ResNet state dict)
-    torch.save({"conv1.weight": torch.zeros(8, 3, 7, 7), "fc.weight": torch.zeros(2, 8)}, tmp_path / "resnet.pth")
-    assert_one_line_error(*_run("compress", "--teacher", tmp_path / "resnet.pth", "--data", toy, "--out", tmp_path / "s",
-                          "--keep-ratio", 0.5), "not a timm VisionTransformer")
+    torch.save(
+        {"conv1.weight": torch.zeros(8, 3, 7, 7), "fc.weight": torch.zeros(2, 8)},
+        tmp_path / "resnet.pth",
+    )
+    assert_one_line_error(
+        *_run(
+            "compress",
+            "--teacher",
+            tmp_path / "resnet.pth",
+            "--data",
+            toy,
+            "--out",
+            tmp_path / "s",
+            "--keep-ratio",
+            0.5,
+        ),
+        "not a timm VisionTransformer",
+    )
     # eval: an artifact needs a target, a checkpoint takes none
     art = tmp_path / "art"
     art.mkdir()
     (art / "model.onnx").write_bytes(b"x")
-    (art / "manifest.json").write_text(json.dumps({"file": "model.onnx", "format": "onnx", "sha256": "0" * 64}))
+    (art / "manifest.json").write_text(
+        json.dumps({"file": "model.onnx", "format": "onnx", "sha256": "0" * 64})
+    )
     assert_one_line_error(*_run("eval", art, "--data", toy), "--target")
-    assert_one_line_error(*_run("eval", tmp_path / "t", "--data", toy, "--target", "host"), "vitbench export")
-    assert_one_line_error(*_run("train", tmp_path / "t", "--data", tmp_path / "nowhere", "--out", tmp_path / "o"),
-                    "does not exist")
+    assert_one_line_error(
+        *_run("eval", tmp_path / "t", "--data", toy, "--target", "host"), "vitbench export"
+    )
+    assert_one_line_error(
+        *_run("train", tmp_path / "t", "--data", tmp_path / "nowhere", "--out", tmp_path / "o"),
+        "does not exist",
+    )
 
 
 def test_train_preset_takes_the_data_sets_head(tmp_path):
     data = make_medmnist(tmp_path / "m.npz", size=32, n=(8, 4, 4))
-    code, out = _run("train", "tiny", "--data", data, "--out", tmp_path / "ck", "--img-size", 32, "--in-chans", 1,
-                     "--epochs", 1, "--batch-size", 8, "--quiet", "--json")
+    code, out = _run(
+        "train",
+        "tiny",
+        "--data",
+        data,
+        "--out",
+        tmp_path / "ck",
+        "--img-size",
+        32,
+        "--in-chans",
+        1,
+        "--epochs",
+        1,
+        "--batch-size",
+        8,
+        "--quiet",
+        "--json",
+    )
     assert code == 0, out
     cfg = load_checkpoint(tmp_path / "ck").config
-    assert cfg.num_classes == 2 and cfg.in_chans == 1 and cfg.labels == ("0", "1") and cfg.task == "multiclass"
+    assert (
+        cfg.num_classes == 2
+        and cfg.in_chans == 1
+        and cfg.labels == ("0", "1")
+        and cfg.task == "multiclass"
+    )
 
 
 @pytest.mark.slow  # ~40 s: compression, an ONNX export and worker processes
@@ -124,13 +306,39 @@ def test_compressed_checkpoint_exports_profiles_and_keeps_accuracy_on_host(tmp_p
 
     data = make_medmnist(tmp_path / "m.npz", size=16, n=(64, 16, 37), learnable=True)
     save_checkpoint(_small(), tmp_path / "teacher")
-    code, out = _run("compress", "--teacher", tmp_path / "teacher", "--data", data, "--out", tmp_path / "student",
-                     "--keep-ratio", 0.4, "--steps", 1, "--epochs-per-step", 2, "--final-epochs", 0, "--quiet")
+    code, out = _run(
+        "compress",
+        "--teacher",
+        tmp_path / "teacher",
+        "--data",
+        data,
+        "--out",
+        tmp_path / "student",
+        "--keep-ratio",
+        0.4,
+        "--steps",
+        1,
+        "--epochs-per-step",
+        2,
+        "--final-epochs",
+        0,
+        "--quiet",
+    )
     assert code == 0, out
     student = load_checkpoint(tmp_path / "student")
     assert len(set(student.config.mlp_dims)) > 1 or len(set(student.config.num_heads)) > 1
-    code, out = _run("export", "--model", tmp_path / "student", "--format", "onnx", "--out", tmp_path / "onnx",
-                     "--cache", tmp_path / "cache", "--quiet")
+    code, out = _run(
+        "export",
+        "--model",
+        tmp_path / "student",
+        "--format",
+        "onnx",
+        "--out",
+        tmp_path / "onnx",
+        "--cache",
+        tmp_path / "cache",
+        "--quiet",
+    )
     assert code == 0, out
     art = Artifact.load(tmp_path / "onnx")
     code, out = _run("eval", tmp_path / "student", "--data", data, "--json")

@@ -36,8 +36,17 @@ def xray(tmp_path):
 
 
 def _cfg(**kw):
-    base = dict(img_size=16, patch_size=4, in_chans=1, num_classes=2, embed_dim=32, head_dim=8,
-                num_heads=(4, 4), mlp_dims=(64, 64), seed=0)
+    base = dict(
+        img_size=16,
+        patch_size=4,
+        in_chans=1,
+        num_classes=2,
+        embed_dim=32,
+        head_dim=8,
+        num_heads=(4, 4),
+        mlp_dims=(64, 64),
+        seed=0,
+    )
     base.update(kw)
     return small_config(**base)
 
@@ -45,69 +54,123 @@ def _cfg(**kw):
 def test_fit_learns_a_separable_task(xray):
     model = build_model(_cfg())
     before = score(model, xray["test"], "auc", n_boot=0).value
-    fit(model.train(), xray["train"], TrainSettings(epochs=6, batch_size=16, lr=3e-3, shift=1),
-        val=xray["val"], metric="auc")
+    fit(
+        model.train(),
+        xray["train"],
+        TrainSettings(epochs=6, batch_size=16, lr=3e-3, shift=1),
+        val=xray["val"],
+        metric="auc",
+    )
     after = score(model, xray["test"], "auc", n_boot=50)
     assert after.value > 0.95 and after.value > before
     assert after.ci_low <= after.value <= after.ci_high
 
 
 def test_compress_reaches_target_writes_checkpoints_and_resumes(xray, tmp_path):
-    teacher = fit(build_model(_cfg()).train(), xray["train"], TrainSettings(epochs=4, batch_size=16, lr=3e-3),
-                  val=xray["val"], metric="auc")
+    teacher = fit(
+        build_model(_cfg()).train(),
+        xray["train"],
+        TrainSettings(epochs=4, batch_size=16, lr=3e-3),
+        val=xray["val"],
+        metric="auc",
+    )
     target = count_params(teacher.config) // 2
-    settings = CompressSettings(target_params=target, steps=2, epochs_per_step=2, final_epochs=1,
-                                train=TrainSettings(batch_size=16, lr=2e-3), importance_batches=2)
+    settings = CompressSettings(
+        target_params=target,
+        steps=2,
+        epochs_per_step=2,
+        final_epochs=1,
+        train=TrainSettings(batch_size=16, lr=2e-3),
+        importance_batches=2,
+    )
     logs = []
-    student, history = compress(teacher, xray["train"], xray["val"], "auc", settings, tmp_path / "work", logs.append)
+    student, history = compress(
+        teacher, xray["train"], xray["val"], "auc", settings, tmp_path / "work", logs.append
+    )
     assert count_params(student.config) <= target
     assert [h["step"] for h in history] == [1, 2] and history[0]["params"] > history[1]["params"]
     saved = load_checkpoint(tmp_path / "work" / "student")
-    assert saved.config == student.config and sum(p.numel() for p in saved.parameters()) == count_params(saved.config)
+    assert saved.config == student.config and sum(
+        p.numel() for p in saved.parameters()
+    ) == count_params(saved.config)
     cfg = json.loads((tmp_path / "work" / "student" / "config.json").read_text())
-    assert cfg["num_heads"] == list(student.config.num_heads) and cfg["mlp_dims"] == list(student.config.mlp_dims)
+    assert cfg["num_heads"] == list(student.config.num_heads) and cfg["mlp_dims"] == list(
+        student.config.mlp_dims
+    )
     assert sum(cfg["num_heads"]) < 8 or sum(cfg["mlp_dims"]) < 128
     # the teacher is unchanged
     assert teacher.config.num_heads == (4, 4)
     # resume: step 1 done, step 2 lost -> only step 2 runs again
     state = json.loads((tmp_path / "work" / "state.json").read_text())
     state["done"], state["history"] = 1, state["history"][:1]
-    state["head_map"] = [list(range(h)) for h in load_checkpoint(tmp_path / "work" / "step-1").config.num_heads]
+    state["head_map"] = [
+        list(range(h)) for h in load_checkpoint(tmp_path / "work" / "step-1").config.num_heads
+    ]
     (tmp_path / "work" / "state.json").write_text(json.dumps(state))
     logs.clear()
-    again, history2 = compress(teacher, xray["train"], xray["val"], "auc", settings, tmp_path / "work", logs.append)
+    again, history2 = compress(
+        teacher, xray["train"], xray["val"], "auc", settings, tmp_path / "work", logs.append
+    )
     assert logs[0].startswith("resuming after step 1/2")
-    assert not any(m.startswith("step 1/2") for m in logs) and any(m.startswith("step 2/2") for m in logs)
+    assert not any(m.startswith("step 1/2") for m in logs) and any(
+        m.startswith("step 2/2") for m in logs
+    )
     assert [h["step"] for h in history2] == [1, 2]
-    report = compression_report(teacher, again, xray["test"], "auc", history2, extra=("accuracy",), n_boot=50)
+    report = compression_report(
+        teacher, again, xray["test"], "auc", history2, extra=("accuracy",), n_boot=50
+    )
     assert report.param_ratio >= 2 and report.student_latency.n >= 30
     assert report.student_metric.value > 0.8
     text = "\n".join(report.lines())
     assert "retention" in text and "host p50" in text and "GMACs" in text
     # another run's settings in the same folder are refused
     with pytest.raises(UserError, match="other settings"):
-        compress(teacher, xray["train"], xray["val"], "auc",
-                 CompressSettings(target_params=target, steps=3), tmp_path / "work")
+        compress(
+            teacher,
+            xray["train"],
+            xray["val"],
+            "auc",
+            CompressSettings(target_params=target, steps=3),
+            tmp_path / "work",
+        )
 
 
 def test_compress_refuses_a_target_not_below_the_teacher(xray, tmp_path):
     teacher = build_model(_cfg())
     with pytest.raises(UserError, match="not smaller than the teacher"):
-        compress(teacher, xray["train"], xray["val"], "auc",
-                 CompressSettings(target_params=count_params(teacher.config) + 1), tmp_path)
+        compress(
+            teacher,
+            xray["train"],
+            xray["val"],
+            "auc",
+            CompressSettings(target_params=count_params(teacher.config) + 1),
+            tmp_path,
+        )
     with pytest.raises(UserError, match="below what head and FFN pruning can reach"):
-        compress(teacher, xray["train"], xray["val"], "auc", CompressSettings(target_params=10), tmp_path)
+        compress(
+            teacher, xray["train"], xray["val"], "auc", CompressSettings(target_params=10), tmp_path
+        )
 
 
 def test_no_distillation_and_logit_only_variants_run(xray, tmp_path):
     teacher = build_model(_cfg())
     for name, settings in {
-        "nodistill": CompressSettings(target_params=count_params(teacher.config) * 2 // 3, steps=1,
-                                      epochs_per_step=1, final_epochs=0, use_teacher=False,
-                                      train=TrainSettings(batch_size=32)),
-        "logit": CompressSettings(target_params=count_params(teacher.config) * 2 // 3, steps=1, epochs_per_step=1,
-                                  final_epochs=0, distill=DistillSettings(attn_weight=0.0),
-                                  train=TrainSettings(batch_size=32)),
+        "nodistill": CompressSettings(
+            target_params=count_params(teacher.config) * 2 // 3,
+            steps=1,
+            epochs_per_step=1,
+            final_epochs=0,
+            use_teacher=False,
+            train=TrainSettings(batch_size=32),
+        ),
+        "logit": CompressSettings(
+            target_params=count_params(teacher.config) * 2 // 3,
+            steps=1,
+            epochs_per_step=1,
+            final_epochs=0,
+            distill=DistillSettings(attn_weight=0.0),
+            train=TrainSettings(batch_size=32),
+        ),
     }.items():
         student, _ = compress(teacher, xray["train"], xray["val"], "auc", settings, tmp_path / name)
         assert count_params(student.config) <= settings.target_params
@@ -123,15 +186,17 @@ from harness.model import build_model, count_params
 import torch.distributed as dist
 train = tensors(load_dataset({data!r}, split="train"), 16, 1)
 val = tensors(load_dataset({data!r}, split="val"), 16, 1)
-model = fit(build_model(_cfg()).train(), train, TrainSettings(epochs=2, batch_size=8), val=val, metric="auc")
+model = fit(build_model(_cfg()).train(), train, TrainSettings(epochs=2, batch_size=8), val=val,
+            metric="auc")
 # every rank holds the same weights after DDP steps (gradients were averaged)
 w = model.blocks[0].attn.qkv.weight.detach().clone()
 gathered = [torch.zeros_like(w) for _ in range(dist.get_world_size())]
 dist.all_gather(gathered, w)
 assert all(torch.equal(g, gathered[0]) for g in gathered), "ranks diverged"
 # the compression schedule too: every rank prunes to the same shape and trains in step
-settings = CompressSettings(target_params=count_params(model.config) // 2, steps=2, epochs_per_step=1,
-                            final_epochs=0, train=TrainSettings(batch_size=8), importance_batches=2)
+settings = CompressSettings(target_params=count_params(model.config) // 2, steps=2,
+                            epochs_per_step=1, final_epochs=0, train=TrainSettings(batch_size=8),
+                            importance_batches=2)
 student, _ = compress(model, train, val, "auc", settings, {work!r} + f"/rank{{dist.get_rank()}}")
 shapes = [None] * dist.get_world_size()
 dist.all_gather_object(shapes, (student.config.num_heads, student.config.mlp_dims))
@@ -146,11 +211,25 @@ dist.destroy_process_group()
 def test_same_training_code_runs_under_torchrun_ddp(tmp_path):
     data = make_medmnist(tmp_path / "toy.npz", size=16, n=(64, 16, 16), learnable=True)
     script = tmp_path / "ddp_train.py"
-    script.write_text(DDP_SCRIPT.format(repo=str(REPO), data=str(data), work=str(tmp_path / "work")))
+    script.write_text(
+        DDP_SCRIPT.format(repo=str(REPO), data=str(data), work=str(tmp_path / "work"))
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--standalone", str(script)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--standalone",
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rank in (0, 1):
         assert (tmp_path / f"work-rank{rank}.ok").read_text() == f"rank {rank} of 2 ok"
@@ -177,8 +256,13 @@ def test_large_sets_decode_per_item_with_the_same_inputs(tmp_path, monkeypatch):
 
 
 def test_a_work_dir_of_another_teacher_is_refused(xray, tmp_path):
-    settings = CompressSettings(target_params=count_params(_cfg()) * 2 // 3, steps=1, epochs_per_step=1,
-                                final_epochs=0, train=TrainSettings(batch_size=32))
+    settings = CompressSettings(
+        target_params=count_params(_cfg()) * 2 // 3,
+        steps=1,
+        epochs_per_step=1,
+        final_epochs=0,
+        train=TrainSettings(batch_size=32),
+    )
     compress(build_model(_cfg()), xray["train"], xray["val"], "auc", settings, tmp_path)
     other = build_model(_cfg(seed=9))  # same shape, other weights
     with pytest.raises(UserError, match="another teacher"):

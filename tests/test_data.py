@@ -27,10 +27,13 @@ def _all_splits(spec, **kw):
 
 # -- CheXpert -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("policy,expected", [("U-Ones", 1.0), ("zeros", 0.0), ("U-Ignore", None)])
 def test_chexpert_uncertain_policies_and_blanks(tmp_path, policy, expected):
     base = make_chexpert(tmp_path)
-    both = np.concatenate([load_dataset(base, split=s, uncertain=policy).labels for s in ("train", "val")])
+    both = np.concatenate(
+        [load_dataset(base, split=s, uncertain=policy).labels for s in ("train", "val")]
+    )
     ds = load_dataset(base, split="train", uncertain=policy)
     assert ds.layout == "chexpert" and ds.task == "multilabel" and ds.metric == "mean_auc"
     assert ds.classes == CHEXPERT_LABELS
@@ -91,17 +94,22 @@ def test_chexpert_bad_policy_and_bad_value(tmp_path):
 
 # -- APTOS, ISIC, BUSI ---------------------------------------------------------------------
 
+
 def test_aptos_ordinal_stratified_deterministic_split(tmp_path):
     root = make_aptos(tmp_path)
     s = _all_splits(root)
-    assert s["train"].task == "ordinal" and s["train"].metric == "qwk" and s["train"].num_classes == 5
+    assert (
+        s["train"].task == "ordinal" and s["train"].metric == "qwk" and s["train"].num_classes == 5
+    )
     names = {k: {p.name for p in ds.items} for k, ds in s.items()}
     assert sum(len(v) for v in names.values()) == 30
     assert names["train"].isdisjoint(names["test"]) and names["val"].isdisjoint(names["test"])
     for ds in s.values():  # every grade in every split (stratified)
         assert set(ds.labels.tolist()) == set(range(5))
         assert all(p.name.startswith(f"{g:x}") for p, g in zip(ds.items, ds.labels, strict=True))
-    assert [p.name for p in load_dataset(root, split="val").items] == [p.name for p in s["val"].items]
+    assert [p.name for p in load_dataset(root, split="val").items] == [
+        p.name for p in s["val"].items
+    ]
     assert s["test"].inputs(16, 3).shape == (len(s["test"]), 3, 16, 16)
 
 
@@ -136,22 +144,34 @@ def test_busi_skips_mask_files(tmp_path):
     s = _all_splits(tmp_path)
     items = [p for ds in s.values() for p in ds.items]
     assert len(items) == 15 and not any("_mask" in p.name for p in items)
-    assert s["train"].classes == ("benign", "malignant", "normal") and s["train"].metric == "accuracy"
-    assert all(p.parent.name == s["train"].classes[y] for p, y in zip(s["train"].items, s["train"].labels, strict=True))
+    assert (
+        s["train"].classes == ("benign", "malignant", "normal") and s["train"].metric == "accuracy"
+    )
+    assert all(
+        p.parent.name == s["train"].classes[y]
+        for p, y in zip(s["train"].items, s["train"].labels, strict=True)
+    )
 
 
 # -- MedMNIST, folders -----------------------------------------------------------------------
+
 
 def test_medmnist_binary_and_multilabel(tmp_path):
     path = make_medmnist(tmp_path / "pneumoniamnist.npz")
     s = _all_splits(path)
     assert [len(s[k]) for k in ("train", "val", "test")] == [40, 10, 12]
-    assert s["test"].metric == "auc" and s["test"].classes == ("0", "1") and s["test"].labels.dtype == np.int64
+    assert (
+        s["test"].metric == "auc"
+        and s["test"].classes == ("0", "1")
+        and s["test"].labels.dtype == np.int64
+    )
     x = s["test"].inputs(28, 1)
     raw = np.load(path)["test_images"]
     assert np.allclose(x[:, 0], (raw / 255.0 - 0.5) / 0.5, atol=1e-6)
     multi = load_dataset(make_medmnist(tmp_path / "chestmnist.npz", multilabel=True), split="val")
-    assert multi.task == "multilabel" and multi.metric == "mean_auc" and multi.labels.shape == (10, 4)
+    assert (
+        multi.task == "multilabel" and multi.metric == "mean_auc" and multi.labels.shape == (10, 4)
+    )
     np.savez(tmp_path / "broken.npz", images=np.zeros((2, 4, 4)))
     with pytest.raises(DataError, match="expected the MedMNIST layout.*found keys images"):
         load_dataset(tmp_path / "broken.npz", split="train")
@@ -160,7 +180,9 @@ def test_medmnist_binary_and_multilabel(tmp_path):
 def test_folder_layout_flat_and_presplit(tmp_path):
     root = make_folder(tmp_path / "flat")
     s = _all_splits(root)
-    assert s["train"].classes == ("cyst", "normal", "tumour") and sum(len(d) for d in s.values()) == 21
+    assert (
+        s["train"].classes == ("cyst", "normal", "tumour") and sum(len(d) for d in s.values()) == 21
+    )
     pre = tmp_path / "pre"
     for split in ("train", "test"):
         make_folder(pre / split, classes=("neg", "pos"), per_class=3)
@@ -170,12 +192,15 @@ def test_folder_layout_flat_and_presplit(tmp_path):
 
 # -- preprocessing and errors ----------------------------------------------------------------
 
+
 def test_preprocess_channels_resize_and_normalisation():
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
     grey = rng.integers(0, 256, (20, 30), dtype=np.uint8)
     x = preprocess([rgb], 20, 1)
-    luma = np.asarray(Image.fromarray(rgb).convert("L").resize((20, 20), Image.BILINEAR), dtype=np.float32)
+    luma = np.asarray(
+        Image.fromarray(rgb).convert("L").resize((20, 20), Image.BILINEAR), dtype=np.float32
+    )
     # luma computed in float then resized vs PIL's integer luma: within one grey level
     assert np.abs((x[0, 0] * 0.5 + 0.5) * 255 - luma).max() <= 2.0
     y = preprocess([grey], 10, 3)
@@ -207,7 +232,11 @@ def test_wrong_layout_says_what_was_expected_and_found(tmp_path):
     with pytest.raises(DataError, match="not a data set layout.*found notes.txt"):
         load_dataset(tmp_path, split="train")
     make_busi(tmp_path / "b")
-    with pytest.raises(DataError, match=r"expected the APTOS 2019 layout \(train.csv, train_images/\); found Dataset_BUSI_with_GT/"):
+    with pytest.raises(
+        DataError,
+        match=r"expected the APTOS 2019 layout \(train.csv, train_images/\); "
+        r"found Dataset_BUSI_with_GT/",
+    ):
         load_dataset(f"aptos2019:{tmp_path / 'b'}", split="train")
     with pytest.raises(DataError, match="does not exist"):
         load_dataset(tmp_path / "nope", split="train")
@@ -228,6 +257,7 @@ def test_write_image_helper_grey_and_colour(tmp_path):
     write_image(tmp_path / "g.png")
     write_image(tmp_path / "c.jpg", mode="RGB")
     from harness.data import read_image
+
     assert read_image(tmp_path / "g.png").shape == (16, 20)
     assert read_image(tmp_path / "c.jpg").shape == (16, 20, 3)
 

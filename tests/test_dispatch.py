@@ -80,15 +80,28 @@ def test_run_stores_every_cell_and_a_rerun_skips_them(env):
     assert summary["done"] == 2 and summary["failed"] == 0 and summary["finished"]
     st = open_store(db)
     cells = st.cells([summary["run_id"]])
-    assert {c["export_label"] for c in cells} == {"onnx", "pt2"} and all(c["status"] == "done" for c in cells)
+    assert {c["export_label"] for c in cells} == {"onnx", "pt2"} and all(
+        c["status"] == "done" for c in cells
+    )
     samples = st.samples([c["id"] for c in cells])
     assert all(len(s) >= 5 for s in samples.values())
     names = {m["name"] for m in st.metrics([c["id"] for c in cells])}
-    assert {"latency_p90_ms", "latency_p90_ci_high_ms", "load_cold_ms", "peak_memory_mb", "parity_cosine"} <= names
+    assert {
+        "latency_p90_ms",
+        "latency_p90_ci_high_ms",
+        "load_cold_ms",
+        "peak_memory_mb",
+        "parity_cosine",
+    } <= names
     # the same plan and commit again: nothing to do
     code, out = _cli("run", _plan(env), "--store", db, "--quiet", "--json")
     again = json.loads(out)
-    assert code == 0 and again["run_id"] == summary["run_id"] and again["skipped"] == 2 and again["done"] == 0
+    assert (
+        code == 0
+        and again["run_id"] == summary["run_id"]
+        and again["skipped"] == 2
+        and again["done"] == 0
+    )
     # --new measures again in a run of its own
     code, out = _cli("run", _plan(env), "--store", db, "--quiet", "--json", "--new")
     assert json.loads(out)["run_id"] != summary["run_id"] and json.loads(out)["done"] == 2
@@ -132,8 +145,18 @@ def test_shards_write_into_one_run(env):
     db = env / "r.db"
     outs = []
     for shard in ("1/2", "2/2"):
-        code, out = _cli("run", _plan(env), "--store", db, "--shard", shard, "--run-id", "nightly-1", "--quiet",
-                         "--json")
+        code, out = _cli(
+            "run",
+            _plan(env),
+            "--store",
+            db,
+            "--shard",
+            shard,
+            "--run-id",
+            "nightly-1",
+            "--quiet",
+            "--json",
+        )
         assert code == 0, out
         outs.append(json.loads(out))
     assert outs[0]["done"] == 1 and outs[1]["done"] == 1
@@ -156,10 +179,25 @@ def test_kill_9_then_resume_does_every_cell_exactly_once(env):
     plan = _plan(env, seconds=2.0)
     extra_models = '\n[[models]]\nsource = "tiny"\nimg_size = 48\n'
     plan.write_text(plan.read_text() + extra_models)  # 4 cells of ~2 s each
-    cmd = [sys.executable, "-m", "harness.cli", "run", str(plan), "--store", str(db), "--quiet", "--out",
-           str(env / "out")]
-    proc = subprocess.Popen(cmd, env=os.environ | {"PYTHONPATH": os.getcwd()}, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        str(plan),
+        "--store",
+        str(db),
+        "--quiet",
+        "--out",
+        str(env / "out"),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        env=os.environ | {"PYTHONPATH": os.getcwd()},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     done = 0
     while time.monotonic() < deadline and proc.poll() is None:
@@ -167,7 +205,9 @@ def test_kill_9_then_resume_does_every_cell_exactly_once(env):
         if db.exists():
             with sqlite3.connect(db) as conn:
                 try:
-                    done = conn.execute("SELECT COUNT(*) FROM cells WHERE status = 'done'").fetchone()[0]
+                    done = conn.execute(
+                        "SELECT COUNT(*) FROM cells WHERE status = 'done'"
+                    ).fetchone()[0]
                 except sqlite3.OperationalError:
                     done = 0
             if done >= 1:
@@ -177,18 +217,31 @@ def test_kill_9_then_resume_does_every_cell_exactly_once(env):
     proc.wait()
     st = open_store(db)
     run_id = st.latest_run()["id"]
-    before = {c["cell_key"]: (c["finished_at"], len(st.samples([c["id"]])[c["id"]]))
-              for c in st.cells([run_id]) if c["status"] == "done"}
+    before = {
+        c["cell_key"]: (c["finished_at"], len(st.samples([c["id"]])[c["id"]]))
+        for c in st.cells([run_id])
+        if c["status"] == "done"
+    }
     assert st.run(run_id)["finished_at"] is None
     code, out = _cli("run", plan, "--store", db, "--resume", run_id, "--quiet", "--json")
     assert code == 0, out
     summary = json.loads(out)
-    assert summary["skipped"] == len(before) and summary["done"] == 4 - len(before) and summary["finished"]
+    assert (
+        summary["skipped"] == len(before)
+        and summary["done"] == 4 - len(before)
+        and summary["finished"]
+    )
     cells = open_store(db).cells([run_id])
-    assert len(cells) == 4 and len({c["cell_key"] for c in cells}) == 4 and all(c["status"] == "done" for c in cells)
+    assert (
+        len(cells) == 4
+        and len({c["cell_key"] for c in cells}) == 4
+        and all(c["status"] == "done" for c in cells)
+    )
     for c in cells:
         if c["cell_key"] in before:  # measured before the kill: untouched, samples all there
-            assert (c["finished_at"], len(open_store(db).samples([c["id"]])[c["id"]])) == before[c["cell_key"]]
+            assert (c["finished_at"], len(open_store(db).samples([c["id"]])[c["id"]])) == before[
+                c["cell_key"]
+            ]
             assert c["attempts"] == 1
 
 
@@ -202,7 +255,9 @@ def test_accuracy_through_the_target_beside_the_pytorch_reference(env):
         arrays[f"{split}_images"] = rng.integers(0, 255, (n, 28, 28), dtype=np.uint8)
         arrays[f"{split}_labels"] = (np.arange(n) % 2).reshape(n, 1).astype(np.uint8)
     np.savez(npz, **arrays)
-    text = PLAN.format(seconds=0.05).replace('source = "tiny"\nimg_size = 32', 'source = "tiny"\nimg_size = 32\nnum_classes = 2')
+    text = PLAN.format(seconds=0.05).replace(
+        'source = "tiny"\nimg_size = 32', 'source = "tiny"\nimg_size = 32\nnum_classes = 2'
+    )
     text += f'\n[accuracy]\ndata = "{npz}"\nlimit = 20\n'
     (env / "acc.toml").write_text(text)
     st = open_store(env / "r.db")
@@ -213,7 +268,11 @@ def test_accuracy_through_the_target_beside_the_pytorch_reference(env):
         assert m["accuracy_n"]["value"] == 20 and m["accuracy"]["unit"] == "auc"
         # fp32 exports on the host give the PyTorch number
         assert m["accuracy"]["value"] == pytest.approx(m["accuracy_reference"]["value"], abs=1e-6)
-        assert m["accuracy_ci_low"]["value"] <= m["accuracy"]["value"] <= m["accuracy_ci_high"]["value"]
+        assert (
+            m["accuracy_ci_low"]["value"]
+            <= m["accuracy"]["value"]
+            <= m["accuracy_ci_high"]["value"]
+        )
 
 
 def test_a_plan_on_ai_hub_devices_runs_through_the_real_client(env, monkeypatch):
@@ -221,7 +280,11 @@ def test_a_plan_on_ai_hub_devices_runs_through_the_real_client(env, monkeypatch)
     cells become hub jobs on two devices at once, and the gate reads their numbers."""
     from harness.gate import judge_run
     from tests.support.fake_aihub import FakeAIHub
-    S24, S23 = "Samsung Galaxy S24 (Family)", "Samsung Galaxy S23 (Family)"  # devices the fake offers
+
+    S24, S23 = (
+        "Samsung Galaxy S24 (Family)",
+        "Samsung Galaxy S23 (Family)",
+    )  # devices the fake offers
     TOKEN = "vbtest-SECRET-token-dispatch"
 
     with FakeAIHub(token=TOKEN, job_seconds=0.2) as hub:
@@ -231,15 +294,23 @@ def test_a_plan_on_ai_hub_devices_runs_through_the_real_client(env, monkeypatch)
         monkeypatch.setenv("HOME", str(env / "home"))
         monkeypatch.setenv("QAIHUB_CLIENT_INI", str(ini))
         monkeypatch.delenv("QAI_HUB_API_TOKEN", raising=False)
-        text = PLAN.format(seconds=0.05).replace('[[exports]]\nformat = "pt2"\n', "").replace(
-            'name = "host"\ndevices = ["host"]',
-            f'name = "aihub"\ndevices = ["{S24}", "{S23}"]\nconcurrency = 2\noptions = {{ poll_interval_s = 0.05 }}')
+        text = (
+            PLAN.format(seconds=0.05)
+            .replace('[[exports]]\nformat = "pt2"\n', "")
+            .replace(
+                'name = "host"\ndevices = ["host"]',
+                f'name = "aihub"\ndevices = ["{S24}", "{S23}"]\nconcurrency = 2\n'
+                "options = { poll_interval_s = 0.05 }",
+            )
+        )
         (env / "hub.toml").write_text(text)
         st = open_store(env / "r.db")
         summary = Dispatcher(load_plan(env / "hub.toml"), st, quiet=True).run()
     assert summary.done == 2 and summary.failed == 0, summary.failures
     cells = st.cells([summary.run_id])
-    assert {c["device_name"] for c in cells} == {S24, S23} and all(c["target"] == "aihub" for c in cells)
+    assert {c["device_name"] for c in cells} == {S24, S23} and all(
+        c["target"] == "aihub" for c in cells
+    )
     samples = st.samples([c["id"] for c in cells])
     assert all(len(s) >= 5 for s in samples.values())
     names = {m["name"] for m in st.metrics([c["id"] for c in cells])}
@@ -249,5 +320,11 @@ def test_a_plan_on_ai_hub_devices_runs_through_the_real_client(env, monkeypatch)
     slowest = max(max(s) for s in samples.values())
     generous = BudgetSettings(latency_ms=slowest * 2, min_samples=5)
     assert judge_run(st, summary.run_id, generous).verdict == "pass"
-    assert judge_run(st, summary.run_id, BudgetSettings(latency_ms=min(min(s) for s in samples.values()) / 2,
-                                                       min_samples=5)).verdict == "fail"
+    assert (
+        judge_run(
+            st,
+            summary.run_id,
+            BudgetSettings(latency_ms=min(min(s) for s in samples.values()) / 2, min_samples=5),
+        ).verdict
+        == "fail"
+    )

@@ -51,7 +51,9 @@ def test_pruned_student_aligns_with_the_teacher_heads_it_kept():
     keep = [[0, 3], [1], [2, 3]]
     student = prune(teacher, keep)
     x = torch.randn(3, 3, 32, 32)
-    loss = DistillLoss(teacher, "multiclass", DistillSettings(kd_weight=1.0, attn_weight=1.0), head_map=keep)
+    loss = DistillLoss(
+        teacher, "multiclass", DistillSettings(kd_weight=1.0, attn_weight=1.0), head_map=keep
+    )
     with torch.no_grad():
         _, t_maps = teacher(x, return_attention=True)
         _, s_maps = student(x, return_attention=True)
@@ -59,7 +61,10 @@ def test_pruned_student_aligns_with_the_teacher_heads_it_kept():
         assert torch.allclose(s_maps[0], t_maps[0][:, [0, 3]], atol=1e-6)
         assert loss.attention_loss(t_maps, s_maps).item() < 1e-3
         wrong = DistillLoss(teacher, "multiclass", head_map=[[1, 2], [0], [0, 1]])
-        assert wrong.attention_loss(t_maps, s_maps).item() > 10 * loss.attention_loss(t_maps, s_maps).item()
+        assert (
+            wrong.attention_loss(t_maps, s_maps).item()
+            > 10 * loss.attention_loss(t_maps, s_maps).item()
+        )
 
 
 def test_different_student_uses_head_averaged_maps_and_trains():

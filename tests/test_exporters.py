@@ -46,6 +46,7 @@ def entries(root: Path) -> list[Path]:
 
 # -- formats ----------------------------------------------------------------------------------
 
+
 def test_onnx_single_file_dynamic_batch_and_parity(cache):
     model = build_model(small_config())
     art = export_artifact(model, ExportSpec("onnx", options={"dynamic_batch": True}))
@@ -86,7 +87,9 @@ def test_executorch_xnnpack_fp32_delegates_all_matmuls(cache):
     low = m["lowering"]
     assert low["backends"]["XnnpackBackend"]["delegated_ops"] > 0
     ops = low["backends"]["XnnpackBackend"]["operators"]
-    assert ops["linear"] == 5 and ops["convolution"] == 1  # qkv, proj, fc1, fc2, head; patch embedding
+    assert (
+        ops["linear"] == 5 and ops["convolution"] == 1
+    )  # qkv, proj, fc1, fc2, head; patch embedding
     assert low["matmul_flops_delegated_share"] == 1.0
     assert m["parity"]["status"] == "passed" and "executorch" in m["parity"]["where"]
 
@@ -95,8 +98,11 @@ def test_executorch_xnnpack_fp32_delegates_all_matmuls(cache):
 def test_executorch_xnnpack_int8_with_npz_calibration(cache, tmp_path):
     data = tmp_path / "images.npz"
     rng = np.random.default_rng(0)
-    np.savez(data, train_images=rng.integers(0, 255, (12, 28, 28), dtype=np.uint8),
-             train_labels=np.zeros((12, 1), np.uint8))
+    np.savez(
+        data,
+        train_images=rng.integers(0, 255, (12, 28, 28), dtype=np.uint8),
+        train_labels=np.zeros((12, 1), np.uint8),
+    )
     model = one_block()
     art = export_artifact(model, ExportSpec("executorch", "xnnpack", "int8"), calibration=data)
     m = art.manifest
@@ -106,7 +112,9 @@ def test_executorch_xnnpack_int8_with_npz_calibration(cache, tmp_path):
     assert m["parity"]["status"] == "passed" and m["parity"]["tolerance"]["cosine"] == 0.98
     # other calibration data is another artifact
     other = export_artifact(model, ExportSpec("executorch", "xnnpack", "int8"))
-    assert other.folder != art.folder and other.manifest["calibration"]["source"].startswith("seeded")
+    assert other.folder != art.folder and other.manifest["calibration"]["source"].startswith(
+        "seeded"
+    )
 
 
 def test_coreml_mlpackage_parity_pending_on_linux(cache):
@@ -116,7 +124,11 @@ def test_coreml_mlpackage_parity_pending_on_linux(cache):
     assert m["options"]["minimum_deployment_target"] == "iOS17"
     assert m["lowering"]["operators"]["linear"] == 13 and "const" not in m["lowering"]["operators"]
     if sys.platform != "darwin":
-        assert m["parity"] == {"status": "pending", "where": "a device", "reason": "Core ML predicts only on macOS"}
+        assert m["parity"] == {
+            "status": "pending",
+            "where": "a device",
+            "reason": "Core ML predicts only on macOS",
+        }
     Artifact.load(art.path).verify()
 
 
@@ -129,6 +141,7 @@ def test_executorch_coreml_delegate(cache):
 
 
 # -- the CLI ----------------------------------------------------------------------------------
+
 
 def test_cli_export_json_and_text(cache, tmp_path):
     out = tmp_path / "out"
@@ -154,20 +167,35 @@ def test_cli_exporters_lists_delegates_and_reasons(monkeypatch):
     delegates = rows["executorch"]["delegates"]
     assert delegates["xnnpack"]["available"] is True
     assert delegates["qnn"]["available"] is False and "QNN_SDK_ROOT" in delegates["qnn"]["reason"]
-    assert delegates["mediatek"]["available"] is False and "mtk_converter" in delegates["mediatek"]["reason"]
+    assert (
+        delegates["mediatek"]["available"] is False
+        and "mtk_converter" in delegates["mediatek"]["reason"]
+    )
 
 
 # -- bad input: one line, non-zero exit, nothing left in the cache ------------------------------
 
 BAD = [
     (["--format", "tflite"], "unknown exporter 'tflite'; available: coreml, executorch, onnx, pt2"),
-    (["--format", "executorch", "--delegate", "tpu"], "unknown executorch delegate 'tpu'; valid: xnnpack, coreml"),
-    (["--format", "executorch", "--precision", "fp16"], "executorch/xnnpack does not support fp16; it takes fp32, int8"),
+    (
+        ["--format", "executorch", "--delegate", "tpu"],
+        "unknown executorch delegate 'tpu'; valid: xnnpack, coreml",
+    ),
+    (
+        ["--format", "executorch", "--precision", "fp16"],
+        "executorch/xnnpack does not support fp16; it takes fp32, int8",
+    ),
     (["--format", "onnx", "--precision", "int8"], "onnx does not support int8"),
-    (["--format", "coreml", "--precision", "int8"], "coreml does not support int8; it takes fp16, fp32"),
+    (
+        ["--format", "coreml", "--precision", "int8"],
+        "coreml does not support int8; it takes fp16, fp32",
+    ),
     (["--format", "executorch", "--delegate", "qnn"], "QNN_SDK_ROOT"),
     (["--format", "executorch", "--delegate", "mediatek"], "mtk_converter"),
-    (["--format", "executorch", "--delegate", "qnn", "-o", "chipset=SM0000"], "unknown QNN chipset 'SM0000'"),
+    (
+        ["--format", "executorch", "--delegate", "qnn", "-o", "chipset=SM0000"],
+        "unknown QNN chipset 'SM0000'",
+    ),
     (["--format", "executorch", "--dynamic-batch"], "--dynamic-batch is for onnx"),
     (["--format", "pt2", "-o", "novalue"], "expected KEY=VALUE"),
 ]
@@ -198,15 +226,23 @@ def test_missing_sdk_fails_before_importing_the_backend(tmp_path):
         "print('LOADED', loaded)\n"
     )
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "VITBENCH_CACHE": str(tmp_path)}
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     assert "LOADED []" in r.stdout
-    assert r.stderr.count("vitbench: error: ") == 2 and "QNN_SDK_ROOT" in r.stderr and "NeuroPilot" in r.stderr
+    assert (
+        r.stderr.count("vitbench: error: ") == 2
+        and "QNN_SDK_ROOT" in r.stderr
+        and "NeuroPilot" in r.stderr
+    )
 
 
 def test_qnn_sdk_root_that_is_not_a_folder(cache, monkeypatch, tmp_path):
     monkeypatch.setenv("QNN_SDK_ROOT", str(tmp_path / "nowhere"))
-    r = CliRunner().invoke(main, ["export", "--model", "tiny", "--format", "executorch", "--delegate", "qnn"])
+    r = CliRunner().invoke(
+        main, ["export", "--model", "tiny", "--format", "executorch", "--delegate", "qnn"]
+    )
     assert r.exit_code == 2 and "is not a folder" in r.output
 
 
@@ -231,8 +267,12 @@ class Bessel(torch.nn.Module):
 
 @pytest.mark.parametrize("fmt,op", [("onnx", "bessel_i1"), ("coreml", "alias")])
 def test_model_that_fails_to_lower_names_the_operator(cache, fmt, op):
-    spec = ExportSpec(fmt, precision="fp16" if fmt == "coreml" else "fp32", options={"input_shape": [2, 2, 2]})
-    with pytest.raises(LoweringError, match=f"cannot lower this model: operator .*{op} is not supported") as info:
+    spec = ExportSpec(
+        fmt, precision="fp16" if fmt == "coreml" else "fp32", options={"input_shape": [2, 2, 2]}
+    )
+    with pytest.raises(
+        LoweringError, match=f"cannot lower this model: operator .*{op} is not supported"
+    ) as info:
         export_artifact(Bessel(), spec)
     assert "\n" not in str(info.value)
     assert entries(cache) == [] and list((cache / ".tmp").iterdir()) == []

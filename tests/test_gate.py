@@ -21,13 +21,22 @@ def _store(tmp_path, cells, plan=None, total=None):
     plan = plan or {"name": "p", "budgets": {"latency_ms": 200.0, "percentile": 90}}
     st.create_run("run1", "p", "h", "c", {}, {}, plan, total if total is not None else len(cells))
     for i, (device, samples, extra, status) in enumerate(cells):
-        cid = st.start_cell("run1", CellRecord(f"k{i}", "lite", "m", "onnx", {"precision": "fp32"}, "host", device))
+        cid = st.start_cell(
+            "run1", CellRecord(f"k{i}", "lite", "m", "onnx", {"precision": "fp32"}, "host", device)
+        )
         if status == "failed":
-            st.finish_cell(cid, status="failed", failure_kind="infrastructure", failure_reason="phone unplugged",
-                           samples_ms=list(samples))
+            st.finish_cell(
+                cid,
+                status="failed",
+                failure_kind="infrastructure",
+                failure_reason="phone unplugged",
+                samples_ms=list(samples),
+            )
             continue
         prof = Profile.from_samples("host", Device("host", device), "a" * 64, "ort", list(samples))
-        st.finish_cell(cid, status="done", samples_ms=prof.samples_ms, metrics=prof.metric_rows() + list(extra))
+        st.finish_cell(
+            cid, status="done", samples_ms=prof.samples_ms, metrics=prof.metric_rows() + list(extra)
+        )
     return st
 
 
@@ -39,21 +48,29 @@ EDGE = np.random.default_rng(1).normal(192, 10, 40)  # p90 ~201 ms, 95% CI ~198-
 
 def test_pass(tmp_path):
     res = judge_run(_store(tmp_path, [("a", FAST, [], "done"), ("b", FAST, [], "done")]), "run1")
-    assert res.verdict == "pass" and res.exit_code == 0 and all(c.verdict == "pass" for c in res.cells)
+    assert (
+        res.verdict == "pass" and res.exit_code == 0 and all(c.verdict == "pass" for c in res.cells)
+    )
 
 
 def test_fail_names_the_cell_and_why(tmp_path):
     res = judge_run(_store(tmp_path, [("a", FAST, [], "done"), ("b", SLOW, [], "done")]), "run1")
     assert res.verdict == "fail" and res.exit_code == 1
     bad = [c for c in res.cells if c.verdict == "fail"]
-    assert len(bad) == 1 and "host:b" in bad[0].label and "over the 200 ms budget" in bad[0].reasons[0]
+    assert (
+        len(bad) == 1 and "host:b" in bad[0].label and "over the 200 ms budget" in bad[0].reasons[0]
+    )
 
 
 def test_inconclusive_says_how_many_more_samples(tmp_path):
     res = judge_run(_store(tmp_path, [("a", FAST, [], "done"), ("edge", EDGE, [], "done")]), "run1")
     assert res.verdict == "inconclusive" and res.exit_code == 3
     edge = next(c for c in res.cells if "edge" in c.label)
-    assert edge.verdict == "inconclusive" and "straddles" in edge.reasons[0] and edge.needed_samples > 0
+    assert (
+        edge.verdict == "inconclusive"
+        and "straddles" in edge.reasons[0]
+        and edge.needed_samples > 0
+    )
     assert f"about {edge.needed_samples} more samples" in edge.reasons[0]
 
 
@@ -71,23 +88,44 @@ def test_too_few_samples_is_inconclusive(tmp_path):
 
 
 def test_failed_cell_and_missing_cells(tmp_path):
-    res = judge_run(_store(tmp_path, [("a", FAST, [], "done"), ("b", FAST[:5], [], "failed")]), "run1")
-    assert res.verdict == "fail" and "phone unplugged" in next(c for c in res.cells if c.verdict == "error").reasons[0]
-    res = judge_run(_store(tmp_path / "x" if (tmp_path / "x").mkdir() is None else None,
-                          [("a", FAST, [], "done")], total=3), "run1")
+    res = judge_run(
+        _store(tmp_path, [("a", FAST, [], "done"), ("b", FAST[:5], [], "failed")]), "run1"
+    )
+    assert (
+        res.verdict == "fail"
+        and "phone unplugged" in next(c for c in res.cells if c.verdict == "error").reasons[0]
+    )
+    res = judge_run(
+        _store(
+            tmp_path / "x" if (tmp_path / "x").mkdir() is None else None,
+            [("a", FAST, [], "done")],
+            total=3,
+        ),
+        "run1",
+    )
     assert res.verdict == "inconclusive"  # two cells of the plan never ran
 
 
 def test_device_budgets_parity_and_accuracy(tmp_path):
-    st = _store(tmp_path, [
-        ("a", FAST, [("parity_cosine", 0.9, "cosine"), ("parity_top1", 1.0, "fraction")], "done"),
-        ("b", FAST, [("accuracy", 0.80, "auc"), ("accuracy_reference", 0.95, "auc")], "done"),
-    ])
+    st = _store(
+        tmp_path,
+        [
+            (
+                "a",
+                FAST,
+                [("parity_cosine", 0.9, "cosine"), ("parity_top1", 1.0, "fraction")],
+                "done",
+            ),
+            ("b", FAST, [("accuracy", 0.80, "auc"), ("accuracy_reference", 0.95, "auc")], "done"),
+        ],
+    )
     res = judge_run(st, "run1")
     reasons = {c.label.split(":")[-1]: " ".join(c.reasons) for c in res.cells}
     assert res.verdict == "fail" and "parity (fp32) outside tolerance" in reasons["a"]
     assert "keeps 84.2% of the reference" in reasons["b"]
-    tight = BudgetSettings(latency_ms=200, devices=(DeviceBudget("a", 100.0),), parity=False, accuracy_retention=None)
+    tight = BudgetSettings(
+        latency_ms=200, devices=(DeviceBudget("a", 100.0),), parity=False, accuracy_retention=None
+    )
     res = judge_run(st, "run1", tight)
     assert next(c for c in res.cells if c.label.endswith(":a")).verdict == "fail"
     assert next(c for c in res.cells if c.label.endswith(":b")).verdict == "pass"

@@ -98,7 +98,9 @@ def test_peak_memory_grows_with_the_model(tmp_path):
     big = exported(
         tmp_path / "b",
         "onnx",
-        cfg=small_config(embed_dim=256, head_dim=32, num_heads=(8, 8, 8), mlp_dims=(1024, 1024, 1024)),
+        cfg=small_config(
+            embed_dim=256, head_dim=32, num_heads=(8, 8, 8), mlp_dims=(1024, 1024, 1024)
+        ),
     )
     host, settings = (
         HostTarget(),

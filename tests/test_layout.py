@@ -111,8 +111,11 @@ def test_no_import_cycle_among_the_projects_modules():
 
 @pytest.mark.parametrize("forbidden", ["targets", "reports"])
 def test_the_core_imports_no_target_or_report_module(forbidden):
-    offenders = {a: sorted(b for b in bs if b.split(".")[0] == forbidden)
-                 for a, bs in GRAPH.items() if a.split(".")[0] == "harness"}
+    offenders = {
+        a: sorted(b for b in bs if b.split(".")[0] == forbidden)
+        for a, bs in GRAPH.items()
+        if a.split(".")[0] == "harness"
+    }
     assert {a: bs for a, bs in offenders.items() if bs} == {}
 
 
@@ -130,9 +133,17 @@ def test_the_core_names_no_target_or_report_module_in_strings():
 
 
 def test_no_source_file_over_600_lines():
-    files = [p for p in MODULES.values()] + sorted((ROOT / "bench").glob("*.py")) + [ROOT / "noxfile.py"]
+    files = (
+        [p for p in MODULES.values()]
+        + sorted((ROOT / "bench").glob("*.py"))
+        + [ROOT / "noxfile.py"]
+    )
     files += sorted((ROOT / "tests").rglob("*.py"))
-    long = {str(p.relative_to(ROOT)): n for p in files if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in files
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert long == {}
 
 

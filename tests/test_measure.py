@@ -18,7 +18,11 @@ from harness.measure import (
 def test_percentiles_of_a_known_sequence():
     s = summarize(np.arange(1, 101, dtype=float))  # 1..100
     assert s.n == 100 and s.min == 1 and s.max == 100
-    assert s.p50 == pytest.approx(50.5) and s.p90 == pytest.approx(90.1) and s.p99 == pytest.approx(99.01)
+    assert (
+        s.p50 == pytest.approx(50.5)
+        and s.p90 == pytest.approx(90.1)
+        and s.p99 == pytest.approx(99.01)
+    )
     assert s.mean == pytest.approx(50.5)
     assert s.std == pytest.approx(np.std(np.arange(1, 101), ddof=1))
     assert s.cv == pytest.approx(s.std / s.mean)
@@ -100,7 +104,9 @@ class FakeClock:
 
 def test_loop_needs_both_minimum_iterations_and_minimum_seconds():
     clock = FakeClock(0.001)  # 1 ms per call
-    settings = LoopSettings(warmup_iterations=5, warmup_seconds=0.0, min_iterations=10, min_seconds=0.5)
+    settings = LoopSettings(
+        warmup_iterations=5, warmup_seconds=0.0, min_iterations=10, min_seconds=0.5
+    )
     samples, info = timed_loop(clock.tick, settings, clock=clock)
     assert info["warmup_iterations"] == 5
     assert len(samples) == 500  # seconds bind: 0.5 s / 1 ms
@@ -113,14 +119,18 @@ def test_loop_warms_up_by_time_too_and_respects_the_maximum():
     clock = FakeClock(0.01)
     _, info = timed_loop(clock.tick, LoopSettings(2, 0.1, 1, 0.0), clock=clock)
     assert info["warmup_iterations"] in (10, 11)  # 0.1 s of 10 ms calls outlasts 2 iterations
-    samples, _ = timed_loop(clock.tick, LoopSettings(0, 0.0, 5, 100.0, max_iterations=50), clock=clock)
+    samples, _ = timed_loop(
+        clock.tick, LoopSettings(0, 0.0, 5, 100.0, max_iterations=50), clock=clock
+    )
     assert len(samples) == 50
 
 
 def test_loop_streams_each_sample():
     seen = []
     clock = FakeClock(0.001)
-    samples, _ = timed_loop(clock.tick, LoopSettings(0, 0.0, 7, 0.0), clock=clock, on_sample=seen.append)
+    samples, _ = timed_loop(
+        clock.tick, LoopSettings(0, 0.0, 7, 0.0), clock=clock, on_sample=seen.append
+    )
     assert seen == samples and len(seen) == 7
 
 
@@ -140,5 +150,9 @@ def test_rank_test_matches_scipy(shift):
     rng = np.random.default_rng(11)
     a = np.round(rng.normal(10, 1, 300), 1)  # rounded: ties, as timer resolution makes
     b = np.round(rng.normal(10 + shift, 1, 250), 1)
-    assert rank_test_p(a, b) == pytest.approx(mannwhitneyu(a, b, alternative="two-sided").pvalue, rel=1e-6, abs=1e-12)
-    assert rank_test_p(a[:10], b[:12]) == pytest.approx(mannwhitneyu(a[:10], b[:12], alternative="two-sided").pvalue)
+    assert rank_test_p(a, b) == pytest.approx(
+        mannwhitneyu(a, b, alternative="two-sided").pvalue, rel=1e-6, abs=1e-12
+    )
+    assert rank_test_p(a[:10], b[:12]) == pytest.approx(
+        mannwhitneyu(a[:10], b[:12], alternative="two-sided").pvalue
+    )

@@ -30,8 +30,12 @@ def test_mean_auc_matches_sklearn_per_label_and_ignores_nan(seed):
     assert metrics.mean_auc(y, s) == pytest.approx(roc_auc_score(y, s, average="macro"), abs=1e-12)
     y_ign = y.copy()
     y_ign[rng.random(y.shape) < 0.2] = np.nan
-    expected = np.mean([roc_auc_score(y_ign[~np.isnan(y_ign[:, k]), k], s[~np.isnan(y_ign[:, k]), k])
-                        for k in range(5)])
+    expected = np.mean(
+        [
+            roc_auc_score(y_ign[~np.isnan(y_ign[:, k]), k], s[~np.isnan(y_ign[:, k]), k])
+            for k in range(5)
+        ]
+    )
     assert metrics.mean_auc(y_ign, s) == pytest.approx(expected, abs=1e-12)
 
 
@@ -42,17 +46,23 @@ def test_qwk_balanced_accuracy_accuracy_match_sklearn(seed):
     s = rng.normal(size=(300, 5))
     s[np.arange(300), y] += rng.random(300) * 2
     p = s.argmax(1)
-    assert metrics.qwk(y, s) == pytest.approx(cohen_kappa_score(y, p, weights="quadratic"), abs=1e-12)
-    assert metrics.balanced_accuracy(y, s) == pytest.approx(balanced_accuracy_score(y, p), abs=1e-12)
+    assert metrics.qwk(y, s) == pytest.approx(
+        cohen_kappa_score(y, p, weights="quadratic"), abs=1e-12
+    )
+    assert metrics.balanced_accuracy(y, s) == pytest.approx(
+        balanced_accuracy_score(y, p), abs=1e-12
+    )
     assert metrics.accuracy(y, s) == pytest.approx(accuracy_score(y, p), abs=1e-12)
 
 
 def test_bootstrap_interval_brackets_value_and_narrows_with_more_data():
     rng = np.random.default_rng(0)
+
     def run(n):
         y = rng.integers(0, 2, n)
         s = rng.normal(size=n) + y
         return metrics.estimate("auc", y, s, n_boot=400)
+
     small, large = run(100), run(4000)
     for r in (small, large):
         assert r.ci_low <= r.value <= r.ci_high

@@ -9,7 +9,12 @@ from harness.model.config import ViTConfig
 from tests.support.models import small_config
 
 # Figures from the issue: teacher ~304M, base ~86M, lite ~37-38M (~150 MB), tiny ~5.7M.
-EXPECTED_M = {"vit-large-16": (304, 304), "vit-base-16": (86, 86), "lite": (37, 38), "tiny": (5.7, 5.7)}
+EXPECTED_M = {
+    "vit-large-16": (304, 304),
+    "vit-base-16": (86, 86),
+    "lite": (37, 38),
+    "tiny": (5.7, 5.7),
+}
 
 
 @pytest.mark.parametrize("name", list(EXPECTED_M))

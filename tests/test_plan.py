@@ -48,10 +48,18 @@ def _write(tmp_path, text):
 
 def test_a_good_plan_expands_to_its_matrix(tmp_path):
     plan = load_plan(_write(tmp_path, GOOD))
-    assert plan.name == "nightly" and plan.exports[1].delegate == "xnnpack"  # executorch defaults to xnnpack
-    assert plan.budgets.latency_for("host", "host") == 20 and plan.budgets.latency_for("aihub", "x") == 50
+    assert (
+        plan.name == "nightly" and plan.exports[1].delegate == "xnnpack"
+    )  # executorch defaults to xnnpack
+    assert (
+        plan.budgets.latency_for("host", "host") == 20
+        and plan.budgets.latency_for("aihub", "x") == 50
+    )
     cells, _ = expand(plan)
-    assert len(cells) == 2 and {c.export.label for c in cells} == {"onnx", "executorch/xnnpack/int8"}
+    assert len(cells) == 2 and {c.export.label for c in cells} == {
+        "onnx",
+        "executorch/xnnpack/int8",
+    }
     assert len({c.key for c in cells}) == 2
     # the same plan gives the same hash and keys; a change of settings changes them
     again, _ = expand(load_plan(_write(tmp_path, GOOD)))
@@ -63,23 +71,52 @@ def test_a_good_plan_expands_to_its_matrix(tmp_path):
 def test_default_plan_is_lite_and_tiny_on_the_host():
     plan = default_plan()
     assert [m.source for m in plan.models] == ["lite", "tiny"]
-    assert {e.label for e in plan.exports} == {"onnx", "executorch/xnnpack/fp32", "executorch/xnnpack/int8", "pt2"}
+    assert {e.label for e in plan.exports} == {
+        "onnx",
+        "executorch/xnnpack/fp32",
+        "executorch/xnnpack/int8",
+        "pt2",
+    }
     cells, _ = expand(plan)
     assert len(cells) == 8 and all(c.target.name == "host" and not c.problem for c in cells)
 
 
-@pytest.mark.parametrize("change, fragments", [
-    (('precision = "int8"', 'precision = "int4"'), ["exports[1].precision", "'int4' is not allowed", "fp32, fp16, int8", ":13:"]),
-    (('format = "onnx"', 'format = "tflite"'), ["exports[0].format", "'tflite' is not allowed", "onnx"]),
-    (('min_iterations = 20', 'min_iterations = -3'), ["measure.min_iterations", "positive integer", ":20:"]),
-    (('min_iterations = 20', 'min_iterations = 20\nmax_iterations = 10'), ["measure.max_iterations", "at least min_iterations (20)"]),
-    (('name = "host"', 'name = "phone"'), ["targets[0].name", "'phone' is not allowed", "host"]),
-    (('percentile = 90', 'percentile = 99'), ["budgets.percentile", "one of 50, 90"]),
-    (('format = "onnx"', 'format = "onnx"\nprecision = "int8"'), ["exports[0].precision", "onnx does not take int8"]),
-    (('img_size = 32', 'img_sise = 32'), ["models[0].img_sise", "unknown field", "img_size"]),
-    (('device = "host"', 'device = "pixel-8"'), ["budgets.devices[0].device", "'pixel-8' is not a device this plan runs", "host"]),
-    (('name = "nightly"', ''), ["name", "missing"]),
-])
+@pytest.mark.parametrize(
+    "change, fragments",
+    [
+        (
+            ('precision = "int8"', 'precision = "int4"'),
+            ["exports[1].precision", "'int4' is not allowed", "fp32, fp16, int8", ":13:"],
+        ),
+        (
+            ('format = "onnx"', 'format = "tflite"'),
+            ["exports[0].format", "'tflite' is not allowed", "onnx"],
+        ),
+        (
+            ("min_iterations = 20", "min_iterations = -3"),
+            ["measure.min_iterations", "positive integer", ":20:"],
+        ),
+        (
+            ("min_iterations = 20", "min_iterations = 20\nmax_iterations = 10"),
+            ["measure.max_iterations", "at least min_iterations (20)"],
+        ),
+        (
+            ('name = "host"', 'name = "phone"'),
+            ["targets[0].name", "'phone' is not allowed", "host"],
+        ),
+        (("percentile = 90", "percentile = 99"), ["budgets.percentile", "one of 50, 90"]),
+        (
+            ('format = "onnx"', 'format = "onnx"\nprecision = "int8"'),
+            ["exports[0].precision", "onnx does not take int8"],
+        ),
+        (("img_size = 32", "img_sise = 32"), ["models[0].img_sise", "unknown field", "img_size"]),
+        (
+            ('device = "host"', 'device = "pixel-8"'),
+            ["budgets.devices[0].device", "'pixel-8' is not a device this plan runs", "host"],
+        ),
+        (('name = "nightly"', ""), ["name", "missing"]),
+    ],
+)
 def test_invalid_plans_name_the_field_line_and_what_is_allowed(tmp_path, change, fragments):
     path = _write(tmp_path, GOOD.replace(*change))
     with pytest.raises(PlanError) as err:
@@ -90,9 +127,17 @@ def test_invalid_plans_name_the_field_line_and_what_is_allowed(tmp_path, change,
 
 def test_plan_check_cli(tmp_path):
     res = CliRunner().invoke(main, ["plan", "check", str(_write(tmp_path, GOOD))])
-    assert res.exit_code == 0 and "2 cells" in res.output and "executorch/xnnpack/int8" in res.output
-    res = CliRunner().invoke(main, ["plan", "check", str(_write(tmp_path, "name = 'x'\n[[models]]\n"))])
-    assert res.exit_code == 2 and res.output.startswith("vitbench: error: ") and "Traceback" not in res.output
+    assert (
+        res.exit_code == 0 and "2 cells" in res.output and "executorch/xnnpack/int8" in res.output
+    )
+    res = CliRunner().invoke(
+        main, ["plan", "check", str(_write(tmp_path, "name = 'x'\n[[models]]\n"))]
+    )
+    assert (
+        res.exit_code == 2
+        and res.output.startswith("vitbench: error: ")
+        and "Traceback" not in res.output
+    )
     res = CliRunner().invoke(main, ["plan", "check", str(tmp_path / "none.toml")])
     assert res.exit_code == 2 and "does not exist" in res.output
     res = CliRunner().invoke(main, ["plan", "check", str(_write(tmp_path, "name = [unclosed"))])

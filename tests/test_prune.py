@@ -19,7 +19,7 @@ def _zeroed(model, keep_heads, keep_neurons):
             h = model.config.num_heads[i]
             for j in range(h):
                 if j not in keep_heads[i]:
-                    block.attn.proj.weight[:, j * hd:(j + 1) * hd] = 0
+                    block.attn.proj.weight[:, j * hd : (j + 1) * hd] = 0
             for j in range(model.config.mlp_dims[i]):
                 if j not in keep_neurons[i]:
                     block.mlp.fc2.weight[:, j] = 0
@@ -48,14 +48,17 @@ def test_pruning_equals_zeroing_the_pruned_heads_and_neurons():
     assert small.blocks[1].attn.qkv.weight.shape == (3 * 2 * 16, 64)
     assert small.blocks[1].mlp.fc2.weight.shape == (64, 3)
     # the input model is untouched
-    assert model.config.num_heads == (2, 4, 1) and model.blocks[1].attn.qkv.weight.shape[0] == 3 * 4 * 16
+    assert (
+        model.config.num_heads == (2, 4, 1)
+        and model.blocks[1].attn.qkv.weight.shape[0] == 3 * 4 * 16
+    )
 
 
 def test_head_gate_gradient_ranks_a_dead_head_last():
     cfg = small_config(num_heads=(4, 4, 4), seed=1)
     model = build_model(cfg)
     with torch.no_grad():  # block 1, head 2 contributes nothing
-        model.blocks[1].attn.proj.weight[:, 2 * 16:3 * 16] = 0
+        model.blocks[1].attn.proj.weight[:, 2 * 16 : 3 * 16] = 0
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 5, (8,))
     imp = compute_importance(model, [(x, y)], torch.nn.functional.cross_entropy)
     assert imp.heads[1][2] == 0 and (imp.heads[1][[0, 1, 3]] > 0).all()
@@ -76,9 +79,13 @@ def test_prune_to_reaches_the_target_parameter_count(method):
     cfg = small_config(num_heads=(4, 4, 4), mlp_dims=(128, 128, 128))
     model = build_model(cfg)
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 5, (8,))
-    imp = compute_importance(model, [(x, y)], torch.nn.functional.cross_entropy, neuron_method=method)
+    imp = compute_importance(
+        model, [(x, y)], torch.nn.functional.cross_entropy, neuron_method=method
+    )
     target = count_params(cfg) // 2
     small, kh, kn = prune_to(model, imp, target)
     n = count_params(small.config)
     assert n <= target and n > target * 0.9
-    assert small.config.num_heads == tuple(map(len, kh)) and small.config.mlp_dims == tuple(map(len, kn))
+    assert small.config.num_heads == tuple(map(len, kh)) and small.config.mlp_dims == tuple(
+        map(len, kn)
+    )

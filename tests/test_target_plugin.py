@@ -50,16 +50,31 @@ latency_ms = 10000
     r = installed_target_plugin("plan", "check", str(plan), "--json")
     assert r.returncode == 0, r.stderr
     assert [c["target"] for c in json.loads(r.stdout)["cells"]] == ["inproc"]
-    r = installed_target_plugin("run", str(plan), "--store", str(db), "--quiet", "--json", "--out",
-                                str(base / "out"), "--new")
+    r = installed_target_plugin(
+        "run",
+        str(plan),
+        "--store",
+        str(db),
+        "--quiet",
+        "--json",
+        "--out",
+        str(base / "out"),
+        "--new",
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["done"] == 1 and summary["failed"] == 0 and summary["finished"]
     with sqlite3.connect(db) as con:
-        (target, device, status, runtime), = con.execute(
-            "SELECT target, device_name, status, runtime FROM cells").fetchall()
+        ((target, device, status, runtime),) = con.execute(
+            "SELECT target, device_name, status, runtime FROM cells"
+        ).fetchall()
         (n,) = con.execute("SELECT COUNT(*) FROM samples").fetchone()
-    assert (target, device, status, runtime) == ("inproc", "this-process", "done", "onnxruntime-inproc")
+    assert (target, device, status, runtime) == (
+        "inproc",
+        "this-process",
+        "done",
+        "onnxruntime-inproc",
+    )
     assert n >= 12
     r = installed_target_plugin("gate", "--store", str(db))
     assert r.returncode == 0, r.stdout + r.stderr

@@ -7,10 +7,27 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CHEXPERT_COLUMNS = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", "No Finding", "Enlarged Cardiomediastinum",
-                    "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema", "Consolidation", "Pneumonia",
-                    "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture",
-                    "Support Devices"]
+CHEXPERT_COLUMNS = [
+    "Path",
+    "Sex",
+    "Age",
+    "Frontal/Lateral",
+    "AP/PA",
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+]
 
 
 def write_image(path: Path, size=(20, 16), mode="L", seed=0) -> None:
@@ -29,12 +46,22 @@ def make_chexpert(root: Path, n_patients: int = 10) -> Path:
         for view, kind in (("view1_frontal", "Frontal"), ("view2_lateral", "Lateral")):
             rel = f"CheXpert-v1.0-small/train/patient{p:05d}/study1/{view}.jpg"
             write_image(root / rel, seed=p)
-            # Atelectasis uncertain on odd patients, Cardiomegaly blank, Edema 1.0, Consolidation 0.0
+            # Atelectasis uncertain on odd patients, Cardiomegaly blank, Edema 1.0,
+            # Consolidation 0.0
             values = {c: "" for c in CHEXPERT_COLUMNS[5:]}
-            values.update({"Atelectasis": "-1.0" if p % 2 else "1.0", "Edema": "1.0", "Consolidation": "0.0",
-                           "Pleural Effusion": "-1.0" if p % 3 == 0 else "", "Cardiomegaly": ""})
-            rows.append([rel, "Male", "60", kind, "AP" if kind == "Frontal" else ""] +
-                        [values[c] for c in CHEXPERT_COLUMNS[5:]])
+            values.update(
+                {
+                    "Atelectasis": "-1.0" if p % 2 else "1.0",
+                    "Edema": "1.0",
+                    "Consolidation": "0.0",
+                    "Pleural Effusion": "-1.0" if p % 3 == 0 else "",
+                    "Cardiomegaly": "",
+                }
+            )
+            rows.append(
+                [rel, "Male", "60", kind, "AP" if kind == "Frontal" else ""]
+                + [values[c] for c in CHEXPERT_COLUMNS[5:]]
+            )
     _write_csv(base / "train.csv", CHEXPERT_COLUMNS, rows)
     valid = []
     for p in range(64541, 64544):
@@ -52,7 +79,9 @@ def make_aptos(root: Path, per_grade: int = 6) -> Path:
     for g in range(5):
         for k in range(per_grade):
             code = f"{g:x}{k:03x}a1b2c3d4"
-            write_image(root / "train_images" / f"{code}.png", size=(30, 24), mode="RGB", seed=g * 100 + k)
+            write_image(
+                root / "train_images" / f"{code}.png", size=(30, 24), mode="RGB", seed=g * 100 + k
+            )
             rows.append([code, str(g)])
     _write_csv(root / "train.csv", ["id_code", "diagnosis"], rows)
     _write_csv(root / "test.csv", ["id_code"], [["ffff0000"]])  # no labels, as the real one
@@ -91,8 +120,14 @@ def make_busi(root: Path, per_class: int = 5) -> Path:
     return root
 
 
-def make_medmnist(path: Path, multilabel: bool = False, size: int = 28, n=(40, 10, 12), colour=False,
-                  learnable: bool = False) -> Path:
+def make_medmnist(
+    path: Path,
+    multilabel: bool = False,
+    size: int = 28,
+    n=(40, 10, 12),
+    colour=False,
+    learnable: bool = False,
+) -> Path:
     rng = np.random.default_rng(0)
     arrays = {}
     for split, count in zip(("train", "val", "test"), n, strict=True):

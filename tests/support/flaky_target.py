@@ -19,7 +19,9 @@ class FlakyTarget(HostTarget):
             first = artifact.sha256 not in self._seen
             self._seen.add(artifact.sha256)
         if first:
-            raise TargetError("device went away (adb: device offline)", kind="infrastructure", samples_ms=[1.0])
+            raise TargetError(
+                "device went away (adb: device offline)", kind="infrastructure", samples_ms=[1.0]
+            )
         from dataclasses import replace
 
         return replace(super().profile(artifact, device, settings), target=self.name)

@@ -41,23 +41,46 @@ def postgres_server():
         return
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
-        pytest.fail("PostgreSQL server binaries not found: install the Debian package `postgresql` "
-                    "(.ci/run does) or set VITBENCH_TEST_POSTGRES_URL")
+        pytest.fail(
+            "PostgreSQL server binaries not found: install the Debian package `postgresql` "
+            "(.ci/run does) or set VITBENCH_TEST_POSTGRES_URL"
+        )
     root = tempfile.mkdtemp(prefix="vitbench-pg-")
     os.chmod(root, 0o755)
     data = os.path.join(root, "data")
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
     port = free_port()
-    subprocess.run(_as_postgres([initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]),
-                   check=True, capture_output=True)
-    subprocess.run(_as_postgres([pg_ctl, "-D", data, "-w", "-t", "60", "-l", os.path.join(root, "log"),
-                                 "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
-                                 "start"]), check=True, capture_output=True)
+    subprocess.run(
+        _as_postgres([initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]),
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        _as_postgres(
+            [
+                pg_ctl,
+                "-D",
+                data,
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                os.path.join(root, "log"),
+                "-o",
+                f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}"
     finally:
-        subprocess.run(_as_postgres([pg_ctl, "-D", data, "-m", "immediate", "stop"]), capture_output=True)
+        subprocess.run(
+            _as_postgres([pg_ctl, "-D", data, "-m", "immediate", "stop"]), capture_output=True
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

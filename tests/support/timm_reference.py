@@ -30,14 +30,25 @@ def timm_state_dict(name: str, seed: int = 0, std: float = 0.02) -> dict[str, to
     for i in range(depth):
         p = f"blocks.{i}."
         sd |= {
-            p + "norm1.weight": 1 + r(d), p + "norm1.bias": r(d),
-            p + "attn.qkv.weight": r(3 * d, d), p + "attn.qkv.bias": r(3 * d),
-            p + "attn.proj.weight": r(d, d), p + "attn.proj.bias": r(d),
-            p + "norm2.weight": 1 + r(d), p + "norm2.bias": r(d),
-            p + "mlp.fc1.weight": r(mlp, d), p + "mlp.fc1.bias": r(mlp),
-            p + "mlp.fc2.weight": r(d, mlp), p + "mlp.fc2.bias": r(d),
+            p + "norm1.weight": 1 + r(d),
+            p + "norm1.bias": r(d),
+            p + "attn.qkv.weight": r(3 * d, d),
+            p + "attn.qkv.bias": r(3 * d),
+            p + "attn.proj.weight": r(d, d),
+            p + "attn.proj.bias": r(d),
+            p + "norm2.weight": 1 + r(d),
+            p + "norm2.bias": r(d),
+            p + "mlp.fc1.weight": r(mlp, d),
+            p + "mlp.fc1.bias": r(mlp),
+            p + "mlp.fc2.weight": r(d, mlp),
+            p + "mlp.fc2.bias": r(d),
         }
-    sd |= {"norm.weight": 1 + r(d), "norm.bias": r(d), "head.weight": r(classes, d), "head.bias": r(classes)}
+    sd |= {
+        "norm.weight": 1 + r(d),
+        "norm.bias": r(d),
+        "head.weight": r(classes, d),
+        "head.bias": r(classes),
+    }
     return sd
 
 
@@ -58,8 +69,11 @@ def timm_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, num_heads: int) -
         y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, d)
         x = x + F.linear(y, sd[p + "attn.proj.weight"], sd[p + "attn.proj.bias"])
         y = F.layer_norm(x, (d,), sd[p + "norm2.weight"], sd[p + "norm2.bias"], eps=1e-6)
-        y = F.linear(F.gelu(F.linear(y, sd[p + "mlp.fc1.weight"], sd[p + "mlp.fc1.bias"])),
-                     sd[p + "mlp.fc2.weight"], sd[p + "mlp.fc2.bias"])
+        y = F.linear(
+            F.gelu(F.linear(y, sd[p + "mlp.fc1.weight"], sd[p + "mlp.fc1.bias"])),
+            sd[p + "mlp.fc2.weight"],
+            sd[p + "mlp.fc2.bias"],
+        )
         x = x + y
         i += 1
     x = F.layer_norm(x, (d,), sd["norm.weight"], sd["norm.bias"], eps=1e-6)

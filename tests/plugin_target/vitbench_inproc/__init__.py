@@ -21,7 +21,11 @@ class InProcessTarget(Target):
         return [Device(self.name, "this-process", chipset=platform.machine(), os=platform.system())]
 
     def refusal(self, artifact) -> str:
-        return "" if artifact.format == "onnx" else f"inproc runs onnx artifacts, not {artifact.format}"
+        return (
+            ""
+            if artifact.format == "onnx"
+            else f"inproc runs onnx artifacts, not {artifact.format}"
+        )
 
     def _session(self, artifact, threads: int | None):
         import onnxruntime as ort
@@ -34,13 +38,22 @@ class InProcessTarget(Target):
         artifact.verify()
         session = self._session(artifact, settings.threads)
         name = session.get_inputs()[0].name
-        shape = [settings.batch_size if not isinstance(d, int) else d for d in artifact.inputs[0]["shape"]]
+        shape = [
+            settings.batch_size if not isinstance(d, int) else d
+            for d in artifact.inputs[0]["shape"]
+        ]
         x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         samples, _ = timed_loop(lambda: session.run(None, {name: x}), settings.loop)
         if not samples:
             raise TargetError("no samples", kind="measurement")
-        return Profile.from_samples(self.name, device, artifact.sha256, "onnxruntime-inproc", samples,
-                                    settings=settings.to_dict())
+        return Profile.from_samples(
+            self.name,
+            device,
+            artifact.sha256,
+            "onnxruntime-inproc",
+            samples,
+            settings=settings.to_dict(),
+        )
 
     def infer(self, artifact, device: Device, inputs: list[np.ndarray]) -> list[np.ndarray]:
         session = self._session(artifact, None)

@@ -15,8 +15,13 @@ def install_runners(dest: Path) -> dict[str, Path]:
     """The stand-in runners as executables whose #! line is this Python (they import numpy)."""
     dest.mkdir(parents=True, exist_ok=True)
     out = {}
-    for src, name in (("executor_runner.py", "executor_runner"), ("onnxruntime_perf_test.py", "onnxruntime_perf_test")):
-        text = (RUNNERS / src).read_text().replace("#!/usr/bin/env python3", f"#!{sys.executable}", 1)
+    for src, name in (
+        ("executor_runner.py", "executor_runner"),
+        ("onnxruntime_perf_test.py", "onnxruntime_perf_test"),
+    ):
+        text = (
+            (RUNNERS / src).read_text().replace("#!/usr/bin/env python3", f"#!{sys.executable}", 1)
+        )
         p = dest / name
         p.write_text(text)
         p.chmod(p.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)

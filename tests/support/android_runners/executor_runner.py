@@ -21,9 +21,18 @@ import tempfile
 import time
 from pathlib import Path
 
-FLAGS = {"model_path": "model.pte", "data_path": "", "inputs": "", "output_file": "",
-         "print_output": "summary", "num_executions": "1", "method_name": "", "cpu_threads": "-1",
-         "input_shapes": "", "server_mode": "false"}
+FLAGS = {
+    "model_path": "model.pte",
+    "data_path": "",
+    "inputs": "",
+    "output_file": "",
+    "print_output": "summary",
+    "num_executions": "1",
+    "method_name": "",
+    "cpu_threads": "-1",
+    "input_shapes": "",
+    "server_mode": "false",
+}
 START = time.monotonic()
 PHONE = Path(os.environ.get("PHONE", "."))
 ANDROID_PAL = False  # physics "pal": "android": ET_LOG goes to logcat (tag ExecuTorch), not stderr
@@ -35,40 +44,26 @@ def log(level: str, line: int, msg: str) -> None:
             fh.write(f"{os.getpid()} {msg}\n")
         return
     t = time.monotonic() - START
-    sys.stderr.write(f"{level} 00:00:{int(t):02d}.{int((t % 1) * 1e6):06d} executorch:executor_runner.cpp:{line}] {msg}\n")
+    sys.stderr.write(
+        f"{level} 00:00:{int(t):02d}.{int((t % 1) * 1e6):06d} "
+        f"executorch:executor_runner.cpp:{line}] {msg}\n"
+    )
     sys.stderr.flush()
 
 
 def main() -> int:
     global ANDROID_PAL
     phone = PHONE
-    physics = json.loads((phone / "state/physics.json").read_text()) if (phone / "state/physics.json").exists() else {}
+    physics = (
+        json.loads((phone / "state/physics.json").read_text())
+        if (phone / "state/physics.json").exists()
+        else {}
+    )
     ANDROID_PAL = physics.get("pal") == "android"
-    if physics.get("old_runner"):  # before per-iteration logging: no cpu_threads, no print_output
-        for k in ("cpu_threads", "print_output", "input_shapes"):
-            FLAGS.pop(k)
-    flags = dict(FLAGS)
-    if physics.get("etdump"):
-        flags["etdump_path"] = "model.etdump"
+    flags = runner_flags(physics)
     args = sys.argv[1:]
-    if "--help" in args or "-help" in args:
-        print("executor_runner: Warning: SetUsageMessage() never called\n\n  Flags from executor_runner.cpp:")
-        for k, v in flags.items():
-            print(f"    -{k} () type: string default: \"{v}\"")
+    if not parse_flags(flags, args):
         return 1
-    i = 0
-    while i < len(args):
-        a = args[i].lstrip("-")
-        key, eq, val = a.partition("=")
-        if key not in flags:
-            print(f"ERROR: unknown command line flag '{key}'", file=sys.stderr)
-            return 1
-        if not eq:
-            i += 1
-            val = args[i] if i < len(args) else ""
-        flags[key] = val
-        i += 1
-
     import numpy as np
 
     model = Path(flags["model_path"])
@@ -93,14 +88,21 @@ def main() -> int:
     time.sleep(float(physics.get("hang_s", 0)))  # a runner stuck in a driver call
     n = int(flags["num_executions"])
     threads = int(flags.get("cpu_threads", "-1"))
-    base = float(physics.get("base_ms", 10.0)) * (1.0 if threads in (-1, 4) else 4.0 / max(threads, 1) ** 0.8)
+    base = float(physics.get("base_ms", 10.0)) * (
+        1.0 if threads in (-1, 4) else 4.0 / max(threads, 1) ** 0.8
+    )
     if runs >= int(physics.get("slow_from_run", 1 << 30)):
         base *= float(physics.get("slowdown", 1.4))
     rng = np.random.default_rng(runs)
     total, times = 0.0, []
     for it in range(n):
         if crash and it == 2:
-            log("F", 512, "In function execute(), assert failed (status == Error::Ok): Execution of method forward failed with status 0x20")
+            log(
+                "F",
+                512,
+                "In function execute(), assert failed (status == Error::Ok): "
+                "Execution of method forward failed with status 0x20",
+            )
             os.abort()
         ms = base * (1.6 if it == 0 else 1.0) * (1 + 0.02 * abs(rng.standard_normal()))
         times.append(ms)
@@ -112,18 +114,60 @@ def main() -> int:
     outputs = run_program(flags, str(model.resolve()))
     if outputs is None:
         return 1
+    report_outputs(flags, outputs)
+    if "etdump_path" in flags and any(a.lstrip("-").startswith("etdump_path") for a in args):
+        write_etdump(flags["etdump_path"], load_ms, times, float(physics.get("delegated", 0.75)))
+        log("I", 229, f"ETDump written to file '{flags['etdump_path']}'.")
+    time.sleep(float(physics.get("linger_s", 0.15)))  # so the wrapper sees the process alive
+    return 0
+
+
+def runner_flags(physics: dict) -> dict:
+    """The flags this build of the runner knows, with their defaults."""
+    flags = dict(FLAGS)
+    if physics.get("old_runner"):  # before per-iteration logging: no cpu_threads, no print_output
+        for k in ("cpu_threads", "print_output", "input_shapes"):
+            flags.pop(k)
+    if physics.get("etdump"):
+        flags["etdump_path"] = "model.etdump"
+    return flags
+
+
+def parse_flags(flags: dict, args: list[str]) -> bool:
+    """gflags parsing into ``flags`` (``-k v``, ``--k=v``); False after printing the usage
+    (``--help``) or the error a real runner prints for an unknown flag."""
+    if "--help" in args or "-help" in args:
+        print(
+            "executor_runner: Warning: SetUsageMessage() never called\n\n"
+            "  Flags from executor_runner.cpp:"
+        )
+        for k, v in flags.items():
+            print(f'    -{k} () type: string default: "{v}"')
+        return False
+    i = 0
+    while i < len(args):
+        key, eq, val = args[i].lstrip("-").partition("=")
+        if key not in flags:
+            print(f"ERROR: unknown command line flag '{key}'", file=sys.stderr)
+            return False
+        if not eq:
+            i += 1
+            val = args[i] if i < len(args) else ""
+        flags[key] = val
+        i += 1
+    return True
+
+
+def report_outputs(flags: dict, outputs: list) -> None:
+    """The lines executor_runner logs and prints about its outputs."""
     log("I", 560, f"{len(outputs)} outputs: ")
     if flags["output_file"]:
         for k in range(len(outputs)):
             log("I", 572, f"Writing output to file: {flags['output_file']}-{k}.bin")
     if flags.get("print_output", "summary") == "summary":
         for k, out in enumerate(outputs):
-            print(f"OutputX {k}: tensor(sizes=[{', '.join(map(str, out.shape))}], {out.ravel()[:5].tolist()})")
-    if "etdump_path" in flags and any(a.lstrip("-").startswith("etdump_path") for a in args):
-        write_etdump(flags["etdump_path"], load_ms, times, float(physics.get("delegated", 0.75)))
-        log("I", 229, f"ETDump written to file '{flags['etdump_path']}'.")
-    time.sleep(float(physics.get("linger_s", 0.15)))  # so the wrapper sees the process alive
-    return 0
+            sizes = ", ".join(map(str, out.shape))
+            print(f"OutputX {k}: tensor(sizes=[{sizes}], {out.ravel()[:5].tolist()})")
 
 
 def run_program(flags: dict, model: str):
@@ -156,9 +200,19 @@ def write_etdump(path: str, load_ms: float, times: list[float], delegated: float
     """A size-prefixed ETDump flatbuffer (the runtime's schema, compiled by flatc) with the
     events ETDumpGen records: Program::load_method, then per execution Method::execute with a
     DELEGATE_CALL and an OPERATOR_CALL inside."""
+
     def ev(name, start, end, instr=-1):
-        return {"profile_event": {"name": name, "chain_index": 0, "instruction_id": instr,
-                                  "delegate_debug_id_int": -1, "start_time": int(start), "end_time": int(end)}}
+        return {
+            "profile_event": {
+                "name": name,
+                "chain_index": 0,
+                "instruction_id": instr,
+                "delegate_debug_id_int": -1,
+                "start_time": int(start),
+                "end_time": int(end),
+            }
+        }
+
     t = 1_000_000
     events = [ev("Program::load_method", t, t + load_ms * 1e6)]
     t += load_ms * 1e6 + 5e5
@@ -168,14 +222,27 @@ def write_etdump(path: str, load_ms: float, times: list[float], delegated: float
         events.append(ev("OPERATOR_CALL", t + 2000 + d * delegated, t + d - 1000, 1))
         events.append(ev("Method::execute", t, t + d))
         t += d + 2e5
-    doc = {"version": 0, "run_data": [{"name": "forward", "bundled_input_index": -1, "events": events}]}
+    doc = {
+        "version": 0,
+        "run_data": [{"name": "forward", "bundled_input_index": -1, "events": events}],
+    }
     flatc, schema = os.environ["VITBENCH_FLATC"], Path(os.environ["VITBENCH_ETDUMP_SCHEMA"])
     with tempfile.TemporaryDirectory() as d:
         for f in schema.parent.glob("*.fbs"):
             (Path(d) / f.name).write_bytes(f.read_bytes())
         (Path(d) / "etdump.json").write_text(json.dumps(doc))
-        subprocess.run([flatc, "--binary", "--size-prefixed", "-o", d, str(Path(d) / schema.name),
-                        str(Path(d) / "etdump.json")], check=True)
+        subprocess.run(
+            [
+                flatc,
+                "--binary",
+                "--size-prefixed",
+                "-o",
+                d,
+                str(Path(d) / schema.name),
+                str(Path(d) / "etdump.json"),
+            ],
+            check=True,
+        )
         Path(path).write_bytes((Path(d) / "etdump.etdp").read_bytes())
 
 

@@ -17,11 +17,18 @@ from pathlib import Path
 
 def main() -> int:
     phone = Path(os.environ.get("PHONE", "."))
-    physics = json.loads((phone / "state/physics.json").read_text()) if (phone / "state/physics.json").exists() else {}
+    physics = (
+        json.loads((phone / "state/physics.json").read_text())
+        if (phone / "state/physics.json").exists()
+        else {}
+    )
     try:
         opts, rest = getopt.getopt(sys.argv[1:], "m:r:t:x:y:e:i:o:p:c:IsvhAMP")
     except getopt.GetoptError as exc:
-        print(f"{exc}\nusage: onnxruntime_perf_test [options...] model_path [result_file]", file=sys.stderr)
+        print(
+            f"{exc}\nusage: onnxruntime_perf_test [options...] model_path [result_file]",
+            file=sys.stderr,
+        )
         return 255
     o = dict(opts)
     if not rest:
@@ -41,8 +48,11 @@ def main() -> int:
 
         onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     except Exception as exc:
-        print(f"Error: [ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from {model.name} failed:{exc}",
-              file=sys.stderr)
+        print(
+            "Error: [ONNXRuntimeError] : 7 : INVALID_PROTOBUF : "
+            f"Load model from {model.name} failed:{exc}",
+            file=sys.stderr,
+        )
         return 255
     ep = o.get("-e", "cpu")
     if ep not in ("cpu", "nnapi", "qnn", "xnnpack"):
@@ -79,7 +89,8 @@ def main() -> int:
         print(f"Min Latency: {st[0]:.6g} s")
         print(f"Max Latency: {st[-1]:.6g} s")
         for q in (50, 90, 95, 99, 999):
-            print(f"P{q} Latency: {st[min(len(st) - 1, int(len(st) * q / (1000 if q == 999 else 100)))]:.6g} s")
+            rank = min(len(st) - 1, int(len(st) * q / (1000 if q == 999 else 100)))
+            print(f"P{q} Latency: {st[rank]:.6g} s")
     sys.stdout.flush()
     time.sleep(float(physics.get("linger_s", 0.15)))
     return 0

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import sys
 import threading
 import time
+import traceback
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +34,25 @@ from harness.target import Device, Target, TargetError
 
 if TYPE_CHECKING:  # pragma: no cover
     from harness.parity import ParityResult
+
+_log = logging.getLogger("vitbench.dispatch")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, VitbenchError):
+        return str(exc)
+    _log.error("%s", internal_error(exc), exc_info=exc)
+    return internal_error(exc)
+
+
+def internal_error(exc: BaseException) -> str:
+    """One line for an exception vitbench did not raise on purpose."""
+    text = " ".join(str(exc).split())[:300]
+    return (
+        f"internal error: {type(exc).__name__}: {text}"
+        if text
+        else (f"internal error: {type(exc).__name__}")
+    )
 
 
 @dataclass(frozen=True)
@@ -151,6 +172,8 @@ def expand(plan: Plan, resolve_targets: bool = True) -> tuple[list[Cell], dict[s
             try:
                 devices, unmatched = target.select(list(entry.devices))
             except VitbenchError as exc:
+                if exc.kind == "configuration":  # a rejected token: no cell could run
+                    raise
                 devices, unmatched, reason = [], list(entry.devices) or ["*"], str(exc)
             for sel in unmatched:
                 problem_devices.append(
@@ -251,6 +274,7 @@ class Dispatcher:
         reason: str,
         samples: list[float] | None = None,
         artifact_sha: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         self.store.finish_cell(
             cell_id,
@@ -259,7 +283,7 @@ class Dispatcher:
             failure_reason=reason[:2000],
             samples_ms=samples or [],
             artifact_sha256=artifact_sha,
-            details={"samples_kept": len(samples or [])},
+            details={"samples_kept": len(samples or []), **(details or {})},
         )
 
     def _parity(self, target: Target, cell: Cell, artifact: Any) -> ParityResult | None:
@@ -316,11 +340,26 @@ class Dispatcher:
         ]
 
     def _measure(self, run_id: str, cell: Cell, artifacts: dict, target: Target) -> tuple[str, str]:
+        """One cell, recorded whatever happens: an exception that is not one of vitbench's
+        (a bug in a target or here) fails this cell with one line, its traceback kept in the
+        cell's details and the log, and the run goes on."""
         model_hash = self._models[cell.model][1] if cell.model in self._models else ""
         cell_id = self._record(run_id, cell, model_hash)
         if cell.problem:
-            self._fail(cell_id, "infrastructure", cell.problem)
+            self._fail(cell_id, "infrastructure", cell.problem, details={"placeholder": True})
             return "failed", cell.problem
+        try:
+            return self._measure_cell(cell_id, cell, artifacts, target)
+        except Exception as exc:  # noqa: BLE001 - one cell's fault never stops the run
+            reason = internal_error(exc)
+            trace = traceback.format_exc()
+            _log.error("cell %s: %s\n%s", cell.label, reason, trace)
+            self._fail(cell_id, "infrastructure", reason, details={"traceback": trace})
+            return "failed", reason
+
+    def _measure_cell(
+        self, cell_id: int, cell: Cell, artifacts: dict, target: Target
+    ) -> tuple[str, str]:
         art = artifacts.get((cell.model, cell.export))
         if isinstance(art, VitbenchError):
             self._fail(cell_id, art.kind, f"export failed: {art}")
@@ -335,20 +374,9 @@ class Dispatcher:
             attempts += 1
             try:
                 prof = target.profile(art, cell.device, settings)
-                metrics = prof.metric_rows()
-                parity = None
-                try:
-                    parity = self._parity(target, cell, art)
-                except TargetError as exc:
-                    prof = prof.with_warnings(f"parity on device failed: {exc}")
-                if parity is not None:
-                    metrics += parity.metric_rows()
-                if self.plan.accuracy.data:
-                    try:
-                        metrics += self._accuracy_metrics(target, cell, art)
-                    except TargetError as exc:
-                        prof = prof.with_warnings(f"accuracy on device failed: {exc}")
+                prof, metrics, parity, checks = self._checks(target, cell, art, prof)
                 details = {
+                    **checks,
                     "environment": prof.environment,
                     "warnings": list(prof.warnings),
                     "parity": parity.to_dict() if parity is not None else None,
@@ -385,6 +413,28 @@ class Dispatcher:
                 self._fail(cell_id, exc.kind, str(exc), artifact_sha=art.sha256)
                 return "failed", str(exc)
 
+    def _checks(self, target: Target, cell: Cell, artifact: Any, prof: Any):
+        """Parity and accuracy of a profiled cell. Either may fail (a service down, a data
+        set that may not be uploaded, a bug): that is recorded beside the profile, which is
+        kept. Returns the profile (with warnings), its metric rows, the parity result and
+        the details of what failed."""
+        metrics = prof.metric_rows()
+        parity, failed = None, {}
+        try:
+            parity = self._parity(target, cell, artifact)
+        except Exception as exc:  # noqa: BLE001 - the profile stands
+            failed["parity_error"] = _reason(exc)
+            prof = prof.with_warnings(f"parity on device failed: {failed['parity_error']}")
+        if parity is not None:
+            metrics += parity.metric_rows()
+        if self.plan.accuracy.data:
+            try:
+                metrics += self._accuracy_metrics(target, cell, artifact)
+            except Exception as exc:  # noqa: BLE001 - the profile stands
+                failed["accuracy_error"] = _reason(exc)
+                prof = prof.with_warnings(f"accuracy on device failed: {failed['accuracy_error']}")
+        return prof, metrics, parity, failed
+
     # the run ------------------------------------------------------------------------------
     def run(self, run_id: str | None = None, resume: bool = False) -> RunSummary:
         start = time.monotonic()
@@ -409,6 +459,7 @@ class Dispatcher:
             self.plan.to_dict(),
             len(cells),
         )
+        self.store.drop_placeholders(run_id, [c.key for c in cells])
         i, n = self.shard
         mine = [c for k, c in enumerate(cells) if k % n == i - 1]
         status = self.store.cell_status(run_id)
@@ -438,6 +489,9 @@ class Dispatcher:
                 artifacts[pair] = self._export(*pair)
             except VitbenchError as exc:
                 artifacts[pair] = exc
+            except Exception as exc:  # noqa: BLE001 - an exporter's bug fails its cells only
+                _log.error("export %s: %s", pair[1].label, exc, exc_info=True)
+                artifacts[pair] = VitbenchError(internal_error(exc), kind="model")
         return artifacts
 
     def _measure_all(

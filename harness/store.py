@@ -273,15 +273,17 @@ class Store:
         plan: dict[str, Any],
         total_cells: int,
     ) -> None:
-        """Create the run, or leave it as it is if it exists (a resume, or another shard)."""
+        """Create the run, or take it up again if it exists (a resume, or another shard): it is
+        running again and has ``total_cells`` cells, as its plan expands now."""
         with self.transaction() as cur:
             cur.execute(self._sql("SELECT id FROM runs WHERE id = ?"), (run_id,))
             if cur.fetchone():
                 cur.execute(
                     self._sql(
-                        "UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?"
+                        "UPDATE runs SET status = 'running', finished_at = NULL, total_cells = ? "
+                        "WHERE id = ?"
                     ),
-                    (run_id,),
+                    (total_cells, run_id),
                 )
                 return
             cur.execute(
@@ -473,6 +475,27 @@ class Store:
                     ),
                     (cell_id, n, float(v), u),
                 )
+
+    def drop_placeholders(self, run_id: str, keep: Iterable[str]) -> list[str]:
+        """Delete the run's placeholder cells (failed because their device could not be
+        reached, keyed by the plan's selector) whose key is not in ``keep``: the device is
+        back under its own name. Returns the keys dropped."""
+        keep = set(keep)
+        rows = self._query(
+            "SELECT id, cell_key, details FROM cells WHERE run_id = ? AND status = 'failed'",
+            (run_id,),
+        )
+        stale = [
+            r
+            for r in rows
+            if r["cell_key"] not in keep and json.loads(r["details"] or "{}").get("placeholder")
+        ]
+        with self.transaction() as cur:
+            for r in stale:
+                for table in ("samples", "metrics"):
+                    cur.execute(self._sql(f"DELETE FROM {table} WHERE cell_id = ?"), (r["id"],))
+                cur.execute(self._sql("DELETE FROM cells WHERE id = ?"), (r["id"],))
+        return [r["cell_key"] for r in stale]
 
     def cell_status(self, run_id: str) -> dict[str, str]:
         """cell key -> status for a run."""

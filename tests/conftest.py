@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 import torch
 
 from harness.model.config import ViTConfig
 from tests.support.models import small_config
+
+# vitbench's log (third-party warnings, native runtimes' lines) goes to a throwaway file, not
+# to ~/.cache/vitbench; subprocesses the tests start inherit it
+os.environ.setdefault("VITBENCH_LOG", os.path.join(tempfile.mkdtemp(prefix="vitbench-log-"), "log"))
 
 
 @pytest.fixture

@@ -82,8 +82,23 @@ class VitbenchGroup(click.Group):
 
 @click.group(cls=VitbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="vitbench")
-def main() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also show third-party warnings and native runtimes' log lines (always in the log).",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Log file (default: $VITBENCH_LOG, else vitbench.log in the cache folder).",
+)
+def main(verbose: bool, log_file: str | None) -> None:
     """Compress, export and benchmark a lightweight medical ViT across devices."""
+    from harness import console
+
+    console.setup(verbose=verbose, log_file=log_file)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -186,7 +186,7 @@ def gate(
         known,
     )
     result = gating.judge_run(store, run_row["id"], budgets)
-    missing = int(run_row.get("total_cells") or 0) - len(result.cells)
+    missing = max(0, int(run_row.get("total_cells") or 0) - len(result.cells))
     if as_json:
         emit_json(result.to_dict() | {"missing_cells": missing})
     else:

@@ -14,12 +14,21 @@ from harness.target import TargetError
 
 
 def input_specs(artifact: Artifact) -> dict[str, tuple[tuple[int, ...], str]] | None:
+    """The fixed input shapes a compile job needs. AI Hub compiles for one shape: an axis the
+    artifact leaves free (a dynamic batch, named "batch" in its manifest) is sent as 1, the
+    batch every target profiles at."""
     if not artifact.inputs:
         return None
     return {
-        i["name"]: (tuple(int(s) for s in i["shape"]), i.get("dtype", "float32"))
+        i["name"]: (tuple(_fixed(s) for s in i["shape"]), i.get("dtype", "float32"))
         for i in artifact.inputs
     }
+
+
+def _fixed(size: Any) -> int:
+    if isinstance(size, int) or (isinstance(size, str) and size.isdigit()):
+        return int(size)
+    return 1
 
 
 def input_name(artifact: Artifact) -> str:

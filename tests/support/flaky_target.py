@@ -1,5 +1,6 @@
-"""A third-party-style target for dispatcher tests: the host target, but its first profile of
-each artifact fails as an infrastructure error (a phone that drops off USB once)."""
+"""Third-party-style targets for dispatcher tests: FlakyTarget (the host target, but its
+first profile of each artifact fails as an infrastructure error: a phone that drops off USB
+once) and BuggyTarget (a target with a bug in it)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,27 @@ class FlakyTarget(HostTarget):
             raise TargetError(
                 "device went away (adb: device offline)", kind="infrastructure", samples_ms=[1.0]
             )
+        from dataclasses import replace
+
+        return replace(super().profile(artifact, device, settings), target=self.name)
+
+    def devices(self):
+        from dataclasses import replace
+
+        return [replace(d, target=self.name) for d in super().devices()]
+
+
+class BuggyTarget(HostTarget):
+    """The host target with a bug: its profile of a pt2 artifact raises a plain ValueError
+    (a reshape that fails), not one of vitbench's errors."""
+
+    name = "buggy"
+
+    def profile(self, artifact, device, settings):
+        if artifact.format == "pt2":
+            import numpy as np
+
+            np.arange(7).reshape(2, 4)
         from dataclasses import replace
 
         return replace(super().profile(artifact, device, settings), target=self.name)

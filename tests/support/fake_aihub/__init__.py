@@ -88,6 +88,25 @@ class FakeAIHub:
         tok = "" if token == "" else f"api_token = {token or self.token}\n"
         path.write_text(f"[api]\n{tok}api_url = {self.url}\nweb_url = {self.url}\nverbose = True\n")
 
+    def free_dimensions(self, model_id: str) -> list[str]:
+        """``input[axis]`` for every input dimension of an uploaded ONNX model that has no
+        fixed size (a ``dim_param`` such as "batch")."""
+        data = self.models.get(model_id, {}).get("data")
+        if not data:
+            return []
+        import onnx
+
+        try:
+            graph = onnx.load_from_string(data).graph
+        except Exception:  # noqa: BLE001 - not an ONNX file (a TorchScript or .pt2 upload)
+            return []
+        return [
+            f"{i.name}[{k}]"
+            for i in graph.input
+            for k, d in enumerate(i.type.tensor_type.shape.dim)
+            if not d.HasField("dim_value")
+        ]
+
     # -- counters -------------------------------------------------------------------------------
 
     def jobs_of(self, kind: str) -> list[FakeJob]:

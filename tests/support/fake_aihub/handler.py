@@ -359,6 +359,17 @@ class HubHandler(BaseHTTPRequestHandler):
                 "metadata": {pb.MODEL_METADATA_KEY_QAIRT_SDK_VERSION: fake.qairt_version},
             }
             job.target_model_id = target_id
+            job.input_specs = {
+                t.name: list(t.tensor_type.shape) for t in inner.tensor_type_list.types
+            }
+            free = fake.free_dimensions(inner.model.model_id)
+            if free and not job.input_specs and job.failure is None:
+                # what the hub does with a dynamic shape it was given no fixed size for
+                job.failure = (
+                    pb.JOB_FAILURE_TYPE_INVALID_INPUTS,
+                    f"Model has dynamic input shapes ({', '.join(free)}); specify input_specs "
+                    "with a fixed shape for every input.",
+                )
         else:
             job.profiling = inner.is_profiling_on
             job.dataset_id = inner.dataset.dataset_id

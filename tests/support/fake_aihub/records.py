@@ -3,7 +3,7 @@ state advances with time), and the small helpers the hub and its HTTP handler sh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from qai_hub import public_api_pb2 as pb
@@ -138,6 +138,7 @@ class FakeJob:
     dataset_id: str = ""
     target_model_id: str = ""
     output_dataset_id: str = ""
+    input_specs: dict[str, list[int]] = field(default_factory=dict)  # a compile job's shapes
 
     def state(self, now: float) -> int:
         elapsed = now - self.created

@@ -1,0 +1,237 @@
+"""Faults that used to break a whole `vitbench run` (issue "Faults that still break a run"):
+an exception inside one cell, a rejected AI Hub token, a phone that comes back on resume,
+an ONNX export with a dynamic batch sent to AI Hub."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import main
+from harness.plan import load_plan
+from harness.store import open_store
+from tests.support.android_runners import install_runners
+from tests.support.fake_adb import FakeAdbServer, mediatek_phone, snapdragon_phone
+
+HOST_PLAN = """
+name = "faults"
+
+[[models]]
+source = "tiny"
+img_size = 32
+
+[[exports]]
+format = "onnx"
+
+[[exports]]
+format = "pt2"
+
+[[targets]]
+name = "{target}"
+devices = [{devices}]
+{target_extra}
+
+[measure]
+warmup_iterations = 1
+warmup_seconds = 0.0
+min_iterations = 5
+min_seconds = 0.0
+"""
+
+S24 = "Samsung Galaxy S24 (Family)"
+TOKEN = "vbtest-SECRET-token-faults"
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, shared_cache):
+    monkeypatch.setenv("VITBENCH_CACHE", str(shared_cache))
+    monkeypatch.setenv("VITBENCH_COMMIT", "fa017fa017fa")
+    return tmp_path
+
+
+def _plan(folder: Path, target="host", devices='"host"', target_extra="", drop="") -> Path:
+    text = HOST_PLAN.format(target=target, devices=devices, target_extra=target_extra)
+    if drop:
+        text = text.replace(drop, "")
+    path = folder / f"{target}.toml"
+    path.write_text(text)
+    return path
+
+
+def _json(out: str) -> dict:
+    """The --json summary. In this process a native runtime may print its lines into the
+    captured output (ExecuTorch keeps the stderr of its first load); a process of its own
+    shows none of them (test_the_main_jobs_stderr_is_vitbenchs_own)."""
+    lines = out.splitlines()
+    return json.loads("\n".join(lines[lines.index("{") :]))
+
+
+def _run(*args) -> tuple[int, str]:
+    res = CliRunner().invoke(main, ["run", *map(str, args)])
+    return res.exit_code, res.output
+
+
+@pytest.fixture
+def hub_env(env, monkeypatch):
+    from tests.support.fake_aihub import FakeAIHub
+
+    with FakeAIHub(token=TOKEN, job_seconds=0.1) as hub:
+        (env / "home").mkdir()
+        monkeypatch.setenv("HOME", str(env / "home"))
+        monkeypatch.setenv("QAIHUB_CLIENT_INI", str(env / "client.ini"))
+        monkeypatch.delenv("QAI_HUB_API_TOKEN", raising=False)
+        yield hub
+
+
+def test_an_exception_inside_a_cell_fails_that_cell_and_the_run_goes_on(env, register_plugin):
+    """A target whose profile of pt2 artifacts raises a plain ValueError (a bug, not one of
+    vitbench's errors): that cell fails with one line, the onnx cell is measured, the run
+    finishes and writes its reports, the traceback is kept in the cell's details."""
+    register_plugin("vitbench.targets", "buggy", "tests.support.flaky_target:BuggyTarget")
+    plan = _plan(env, target="buggy", devices='"host"')
+    code, out = _run(plan, "--store", env / "r.db", "--out", env / "out", "--quiet")
+    assert code == 0, out
+    assert "Traceback" not in out
+    assert "1 done, 1 failed" in out and "finished" in out
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("  failed:")]
+    assert "internal error: ValueError: cannot reshape array of size 7" in line
+    assert sorted(Path(env / "out").iterdir())  # the reports were written
+    st = open_store(env / "r.db")
+    run = st.latest_run()
+    assert run["status"] == "finished"
+    cells = {c["export_label"]: c for c in st.cells([run["id"]])}
+    assert cells["onnx"]["status"] == "done"
+    bad = cells["pt2"]
+    assert bad["status"] == "failed" and bad["failure_kind"] == "infrastructure"
+    assert "ValueError" in bad["details"]["traceback"] and "reshape" in bad["details"]["traceback"]
+
+
+def test_an_exception_in_an_exporter_fails_its_cells_only(env, monkeypatch):
+    from harness.exporters.pt2 import PT2Exporter
+
+    def broken(self, model, spec, out_dir, **kw):
+        raise KeyError("weights")
+
+    monkeypatch.setattr(PT2Exporter, "export", broken)
+    monkeypatch.setenv("VITBENCH_CACHE", str(env / "own-cache"))  # not the shared artifacts
+    code, out = _run(_plan(env), "--store", env / "r.db", "--out", env / "out", "--quiet")
+    assert code == 0 and "Traceback" not in out, out
+    assert "1 done, 1 failed" in out and "export failed: internal error: KeyError" in out
+
+
+def test_a_rejected_token_stops_the_run_before_any_cell(env, hub_env):
+    hub_env.write_client_ini(env / "client.ini", token="expired-token")
+    plan = _plan(env, target="aihub", devices=f'"{S24}"', drop='[[exports]]\nformat = "pt2"\n')
+    code, out = _run(plan, "--store", env / "r.db", "--out", env / "out")
+    assert code == 2, out
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("vitbench: error: AI Hub rejected the API token")
+    assert "qai-hub configure" in lines[0] and "expired-token" not in out
+    st = open_store(env / "r.db")
+    assert st.runs() == []  # nothing started, nothing to resume
+    assert hub_env.jobs == {}
+
+
+def test_an_onnx_export_with_a_dynamic_batch_runs_on_ai_hub_at_batch_1(env, hub_env):
+    """The artifact's input shape names its batch axis ("batch"); AI Hub needs fixed shapes."""
+    hub_env.write_client_ini(env / "client.ini")
+    plan = _plan(
+        env,
+        target="aihub",
+        devices=f'"{S24}"',
+        target_extra="options = { poll_interval_s = 0.05 }",
+        drop='[[exports]]\nformat = "pt2"\n',
+    )
+    plan.write_text(
+        plan.read_text().replace(
+            'format = "onnx"', 'format = "onnx"\noptions = { dynamic_batch = true }'
+        )
+    )
+    code, out = _run(plan, "--store", env / "r.db", "--out", env / "out", "--quiet", "--json")
+    assert code == 0, out
+    summary = _json(out)
+    assert summary["done"] == 1 and summary["failed"] == 0, summary["failures"]
+    (compile_job,) = hub_env.jobs_of("compile")
+    assert list(compile_job.input_specs.values()) == [[1, 3, 32, 32]]
+
+
+def test_a_resumed_run_has_exactly_the_plans_cells(env, tmp_path, monkeypatch):
+    """The MediaTek phone is unplugged in the first attempt: its cell fails as a placeholder
+    keyed by the selector. On resume the phone is back under its own name; the run then has
+    the plan's two cells, both done, and the gate counts none missing."""
+    from harness.gate import judge_run
+
+    runners = install_runners(tmp_path / "runners")
+    monkeypatch.setenv("VITBENCH_ANDROID_EXECUTOR_RUNNER", str(runners["executor_runner"]))
+    devices = '"Snapdragon 8 Gen 3", "Dimensity 9300"'
+    extra = "options = { poll_s = 0.01, max_wait_s = 5.0, etdump = false }"
+    plan = _plan(env, target="android", devices=devices, target_extra=extra)
+    text = plan.read_text().replace('format = "onnx"', 'format = "executorch"')
+    plan.write_text(text.replace('[[exports]]\nformat = "pt2"\n', ""))
+    db = env / "r.db"
+    with FakeAdbServer() as srv:
+        monkeypatch.setenv("VITBENCH_ADB_SERVER", srv.address)
+        srv.add(snapdragon_phone(tmp_path / "phones"))
+        code, out = _run(plan, "--store", db, "--out", env / "out", "--quiet", "--json")
+        first = _json(out)
+        assert code == 0 and first["done"] == 1 and first["failed"] == 1, out
+        srv.add(mediatek_phone(tmp_path / "phones"))
+        code, out = _run(plan, "--store", db, "--out", env / "out", "--quiet", "--json")
+        again = _json(out)
+    assert code == 0 and again["run_id"] == first["run_id"], out
+    assert again["total"] == 2 and again["done"] == 1 and again["failed"] == 0
+    assert again["skipped"] == 1 and again["finished"]
+    st = open_store(db)
+    cells = st.cells([first["run_id"]])
+    assert len(cells) == 2 and all(c["status"] == "done" for c in cells)
+    assert {c["device_name"].split(" (")[-1] for c in cells} == {"R5CX10SNAP)", "10AD5F0MTK)"}
+    assert st.run(first["run_id"])["total_cells"] == 2
+    from harness.gate import budgets_from_plan
+
+    result = judge_run(st, first["run_id"], budgets_from_plan(load_plan(plan).to_dict()))
+    assert len(result.cells) == 2
+    res = CliRunner().invoke(main, ["gate", first["run_id"], "--store", str(db), "--json"])
+    assert json.loads(res.output)["missing_cells"] == 0
+
+
+def test_the_main_jobs_stderr_is_vitbenchs_own(env, tmp_path):
+    """`vitbench run` in a process of its own, exporting and running an ExecuTorch program
+    (whose runtime prints cpuinfo lines) and an ONNX one (torch's exporter warns): stderr
+    holds vitbench's lines only; the third-party lines are in the log file."""
+    import os
+    import subprocess
+    import sys
+
+    plan = _plan(env, drop='[[exports]]\nformat = "pt2"\n')
+    plan.write_text(plan.read_text().replace('format = "onnx"', 'format = "executorch"', 1))
+    log = tmp_path / "vitbench.log"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "--log-file", str(log), "run", str(plan)]
+        + ["--store", str(env / "r.db"), "--out", str(env / "out")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "default"},
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr
+    noise = [
+        ln
+        for ln in proc.stderr.splitlines()
+        if ln.strip()
+        and not ln.lstrip("\r").startswith(("  export: ", "run ", "report: "))
+        and "cell/s" not in ln
+        and "cell]" not in ln
+        and "|" not in ln
+    ]
+    assert noise == []
+    assert "1 done, 0 failed" in proc.stdout
+    text = log.read_text()
+    assert "cpuinfo_utils.cpp" in text or "Warning" in text

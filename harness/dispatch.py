@@ -23,7 +23,7 @@ import traceback
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from harness.environment import RUN_TOOLS, git_commit, tool_versions
@@ -349,7 +349,7 @@ class Dispatcher:
             self._fail(cell_id, "infrastructure", cell.problem, details={"placeholder": True})
             return "failed", cell.problem
         try:
-            return self._measure_cell(cell_id, cell, artifacts, target)
+            return self._measure_cell(run_id, cell_id, cell, artifacts, target)
         except Exception as exc:  # noqa: BLE001 - one cell's fault never stops the run
             reason = internal_error(exc)
             trace = traceback.format_exc()
@@ -358,7 +358,7 @@ class Dispatcher:
             return "failed", reason
 
     def _measure_cell(
-        self, cell_id: int, cell: Cell, artifacts: dict, target: Target
+        self, run_id: str, cell_id: int, cell: Cell, artifacts: dict, target: Target
     ) -> tuple[str, str]:
         art = artifacts.get((cell.model, cell.export))
         if isinstance(art, VitbenchError):
@@ -368,7 +368,9 @@ class Dispatcher:
             why = target.refusal(art) or f"{cell.target.name} cannot run {art.format}"
             self._fail(cell_id, "model", why, artifact_sha=art.sha256)
             return "failed", why
-        settings = self.plan.measure.profile_settings(cell.target)
+        settings = replace(
+            self.plan.measure.profile_settings(cell.target), session=f"{run_id}/{cell.key}"
+        )
         attempts = 0
         while True:
             attempts += 1

@@ -57,6 +57,10 @@ class ProfileSettings:
     timeout_s: float = 900.0  # one measurement, load included
     batch_size: int = 1
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # the measurement this belongs to ("RUN_ID/CELL_KEY" in a run): a target that keeps
+    # remote jobs to pick up again (AI Hub) keys them by it, so a new run measures again and
+    # only a resume of the same run finds its own jobs; "" reuses the jobs of a known artifact
+    session: str = ""
 
     @classmethod
     def quick(cls, **kw: Any) -> ProfileSettings:

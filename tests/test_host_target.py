@@ -22,6 +22,7 @@ from harness.parity import check
 from harness.target import ProfileSettings, TargetError
 from targets.agent.client import local_agent_command, local_agent_env, run_agent
 from targets.host import HostTarget
+from tests.support.agent_events import first_sample
 from tests.support.artifacts import exported
 from tests.support.models import small_config
 
@@ -199,7 +200,8 @@ def _agent_children() -> list[int]:
     return pids
 
 
-def test_worker_killed_mid_run_keeps_its_samples(artifacts):
+def test_worker_killed_mid_run_keeps_its_samples(artifacts, monkeypatch):
+    sampled = first_sample(monkeypatch)
     host = HostTarget()
     settings = ProfileSettings.quick().with_loop(min_seconds=120, max_seconds=120)
     box = {}
@@ -215,7 +217,7 @@ def test_worker_killed_mid_run_keeps_its_samples(artifacts):
     deadline = time.monotonic() + 60
     while not _agent_children() and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(3)  # let it take samples
+    assert sampled.wait(120), "the worker took no sample in 120 s"
     for pid in _agent_children():
         os.kill(pid, signal.SIGKILL)
     t.join(60)
@@ -301,8 +303,10 @@ def test_other_load_before_a_run_is_measured_and_warned_about(artifacts):
     cores = len(os.sched_getaffinity(0))
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
     try:
-        time.sleep(0.3)
+        deadline = time.monotonic() + 60
         busy = cpu_busy_fraction(0.5)
+        while busy < 0.8 and time.monotonic() < deadline:  # the spinners take a moment
+            busy = cpu_busy_fraction(0.5)
         prof = HostTarget().profile(
             artifacts["onnx"],
             HostTarget().devices()[0],
@@ -312,6 +316,8 @@ def test_other_load_before_a_run_is_measured_and_warned_about(artifacts):
         for p in spinners:
             p.kill()
             p.wait()
-    assert busy >= 0.8 and busy > quiet  # every core spinning
+    # every core spinning; on a machine already busy before (``quiet`` near 1) the spinners
+    # cannot add to it, so only the reading under them is checked
+    assert busy >= 0.8, (busy, quiet)
     assert prof.environment["cpu_busy_before"] >= 0.5
     assert any("other processes kept" in w for w in prof.warnings)

@@ -27,6 +27,7 @@ from targets.agent.probes import parse_pmset_therm
 from targets.apple import AppleTarget
 from targets.remote.config import HostConfigError, load_hosts
 from targets.remote.target import RemoteTarget
+from tests.support.agent_events import first_sample
 from tests.support.artifacts import exported
 from tests.support.models import small_config
 from tests.support.ssh_server import start_sshd, stop_sshd
@@ -366,7 +367,8 @@ def test_python_or_runtime_missing_on_the_host(hosts, artifacts, tmp_path):
     assert f"install it there: {bare / 'bin' / 'python'} -m pip install onnxruntime" in line
 
 
-def test_agent_killed_on_the_host_keeps_its_samples(hosts, artifacts):
+def test_agent_killed_on_the_host_keeps_its_samples(hosts, artifacts, monkeypatch):
+    sampled = first_sample(monkeypatch)
     cache, write = hosts
     write(board={"target": "remote", "ssh": "vb-host"})
     remote = RemoteTarget()
@@ -386,7 +388,7 @@ def test_agent_killed_on_the_host_keeps_its_samples(hosts, artifacts):
     deadline = time.monotonic() + 60
     while not _agents_under(cache) and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(3)
+    assert sampled.wait(120), "the agent took no sample in 120 s"
     for pid in _agents_under(cache):
         os.kill(pid, signal.SIGKILL)
     t.join(60)

@@ -235,3 +235,57 @@ def test_the_main_jobs_stderr_is_vitbenchs_own(env, tmp_path):
     assert "1 done, 0 failed" in proc.stdout
     text = log.read_text()
     assert "cpuinfo_utils.cpp" in text or "Warning" in text
+
+
+def _profile_jobs(hub) -> list:
+    return [j for j in hub.jobs_of("inference") if j.profiling]
+
+
+def test_a_new_run_on_ai_hub_measures_again_and_a_resume_picks_up_its_own_jobs(env, hub_env):
+    hub_env.write_client_ini(env / "client.ini")
+    plan = _plan(
+        env,
+        target="aihub",
+        devices=f'"{S24}"',
+        target_extra="options = { poll_interval_s = 0.05 }",
+        drop='[[exports]]\nformat = "pt2"\n',
+    )
+    db, out = env / "r.db", env / "out"
+    code, text = _run(plan, "--store", db, "--out", out, "--quiet", "--json")
+    first = _json(text)
+    assert code == 0 and first["done"] == 1, text
+    assert len(_profile_jobs(hub_env)) == 1
+    # the same run again, its cell failed half-way: the resume finds its own profile job
+    st = open_store(db)
+    (cell,) = st.cells([first["run_id"]])
+    st.finish_cell(cell["id"], status="failed", failure_kind="infrastructure", failure_reason="x")
+    code, text = _run(
+        plan, "--store", db, "--out", out, "--quiet", "--json", "--resume", first["run_id"]
+    )
+    assert code == 0 and _json(text)["done"] == 1, text
+    assert len(_profile_jobs(hub_env)) == 1
+    # a new run (another commit, --new) submits a new profile job
+    code, text = _run(plan, "--store", db, "--out", out, "--quiet", "--json", "--new")
+    second = _json(text)
+    assert code == 0 and second["done"] == 1 and second["run_id"] != first["run_id"], text
+    jobs = _profile_jobs(hub_env)
+    assert len(jobs) == 2 and jobs[0].id != jobs[1].id
+    ids = {
+        c["run_id"]: c["details"]["profile_details"]["jobs"]["profile"]["id"]
+        for c in st.cells([first["run_id"], second["run_id"]])
+    }
+    assert ids[first["run_id"]] != ids[second["run_id"]]
+
+
+def test_aihub_profile_fresh_measures_a_known_artifact_again(env, hub_env):
+    from tests.support.artifacts import exported
+
+    hub_env.write_client_ini(env / "client.ini")
+    art = exported(env / "onnx", "onnx")
+    base = ["aihub", "profile", str(art.path), "--device", S24, "--iterations", "5"]
+    base += ["--state", str(env / "journal.json"), "--poll-interval", "0.05", "--quiet"]
+    for args, want in ((base, 1), (base, 1), ([*base, "--fresh"], 2)):
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 0, res.output
+        assert len(_profile_jobs(hub_env)) == want
+    assert len(hub_env.jobs_of("compile")) == 1  # the compiled model is reused

@@ -85,6 +85,12 @@ def aihub_devices(selectors: tuple[str, ...], as_json: bool) -> None:
     default=None,
     help="Job journal for resuming (default: ~/.cache/vitbench/aihub/journal.json).",
 )
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Measure again: new profile (and parity) jobs even for an artifact the journal knows "
+    "(the upload and compiled model are reused).",
+)
 @click.option("--poll-interval", type=float, default=10.0, hidden=True)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -97,11 +103,16 @@ def aihub_profile(
     timeout_s: float,
     parity: bool,
     state: str | None,
+    fresh: bool,
     poll_interval: float,
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """Compile ARTIFACT (ONNX or pt2) for each device and profile it there, all at once."""
+    """Compile ARTIFACT (ONNX or pt2) for each device and profile it there, all at once.
+    Run again, it picks up the jobs of the first time (a run cut off resumes); --fresh
+    measures again."""
+    import uuid
+
     from harness.artifact import Artifact
     from harness.tables import format_table
     from harness.target import ProfileSettings, TargetError
@@ -115,7 +126,10 @@ def aihub_profile(
     art = Artifact.load(artifact)
     hub.check_artifact(art)
     settings = ProfileSettings(
-        runtime=runtime, compute_unit=compute_unit, timeout_s=timeout_s
+        runtime=runtime,
+        compute_unit=compute_unit,
+        timeout_s=timeout_s,
+        session=f"fresh-{uuid.uuid4().hex[:12]}" if fresh else "",
     ).with_loop(min_iterations=iterations)
     devices = hub.pick(selectors)
     results = hub.profile_many(art, devices, settings, parity=parity)

@@ -193,10 +193,12 @@ class JobFollower:
         submit = partial(
             self.client.submit_inference_job, target_model, device=hub_device, retry=False
         )
+        # a measurement is keyed by its session too: a new run submits new jobs
+        session = f"|{plan.settings.session}" if plan.settings.session else ""
         if stage == "profile":
-            key = f"{cell.compile_key}|profile|{fingerprint(plan.profile_options)}"
+            key = f"{cell.compile_key}|profile|{fingerprint(plan.profile_options)}{session}"
             return key, partial(submit, name=name, options=plan.profile_options, profile=True)
-        key = f"{cell.compile_key}|inference|{inputs_fingerprint(plan.inputs)}"
+        key = f"{cell.compile_key}|inference|{inputs_fingerprint(plan.inputs)}{session}"
         data = {input_name(plan.artifact): list(plan.inputs)}
         return key, partial(submit, inputs=data, name=f"{name} parity", profile=False)
 

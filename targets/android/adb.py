@@ -23,6 +23,7 @@ import re
 import shutil
 import socket
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +113,8 @@ class RemoteStat:
 class _Conn:
     """One socket to the server with the protocol's framing."""
 
-    def __init__(self, host: str, port: int, timeout: float):
+    def __init__(self, host: str, port: int, timeout: float, deadline: float | None = None):
+        self.idle, self.deadline = timeout, deadline  # deadline: time.monotonic() for all of it
         try:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
@@ -145,11 +147,21 @@ class _Conn:
         except OSError as exc:
             raise DeviceGone(f"connection lost while sending ({exc})") from None
 
+    def recv(self, n: int) -> bytes:
+        """One recv, within the idle timeout and what is left of the deadline (TimeoutError
+        past either: a command that prints now and then but never ends is cut off too)."""
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the command's deadline passed")
+            self.sock.settimeout(min(self.idle, left))
+        return self.sock.recv(n)
+
     def read(self, n: int) -> bytes:
         buf = bytearray()
         while len(buf) < n:
             try:
-                chunk = self.sock.recv(n - len(buf))
+                chunk = self.recv(n - len(buf))
             except TimeoutError:
                 raise
             except OSError as exc:
@@ -187,8 +199,8 @@ class AdbClient:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def _connect(self, timeout: float | None = None) -> _Conn:
-        return _Conn(self.host, self.port, self.timeout if timeout is None else timeout)
+    def _connect(self, timeout: float | None = None, deadline: float | None = None) -> _Conn:
+        return _Conn(self.host, self.port, self.timeout if timeout is None else timeout, deadline)
 
     def version(self) -> int:
         with self._connect() as c:
@@ -208,8 +220,10 @@ class AdbClient:
             out.append(DeviceEntry(parts[0], parts[1], details))
         return out
 
-    def _transport(self, serial: str, timeout: float | None = None) -> _Conn:
-        c = self._connect(timeout)
+    def _transport(
+        self, serial: str, timeout: float | None = None, deadline: float | None = None
+    ) -> _Conn:
+        c = self._connect(timeout, deadline)
         try:
             c.request(f"host:transport:{serial}")
         except AdbError as exc:
@@ -243,10 +257,15 @@ class AdbClient:
 
         Uses the v2 shell protocol (Android 7+: separate streams and an exit code) when the
         phone has it, else the raw ``shell:`` stream with the exit code echoed at its end
-        (stderr then arrives mixed into stdout)."""
+        (stderr then arrives mixed into stdout).
+
+        ``timeout`` (default: the client's) is a deadline for the whole command, not only
+        for a silence: past it, TimeoutError."""
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
         if "shell_v2" not in self.features(serial):
-            return self._shell_v1(serial, command, timeout)
-        with self._transport(serial, timeout) as c:
+            return self._shell_v1(serial, command, limit, deadline)
+        with self._transport(serial, limit, deadline) as c:
             c.request(f"shell,v2,raw:{command}")
             out, err, code = bytearray(), bytearray(), None
             while code is None:
@@ -264,14 +283,14 @@ class AdbClient:
                     code = data[0] if data else 255
         return ShellResult(out.decode(errors="replace"), err.decode(errors="replace"), code)
 
-    def _shell_v1(self, serial: str, command: str, timeout: float | None) -> ShellResult:
+    def _shell_v1(self, serial: str, command: str, timeout: float, deadline: float) -> ShellResult:
         mark = "vitbench-adb-exit:"
-        with self._transport(serial, timeout) as c:
+        with self._transport(serial, timeout, deadline) as c:
             c.request(f"shell:(\n{command}\n); echo {mark}$?")
             out = bytearray()
             while True:
                 try:
-                    chunk = c.sock.recv(65536)
+                    chunk = c.recv(65536)
                 except TimeoutError:
                     raise
                 except OSError as exc:

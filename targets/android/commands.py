@@ -126,6 +126,14 @@ def android_devices(adb_address: str | None, as_json: bool) -> None:
 @click.option(
     "--parity", is_flag=True, help="Also compare outputs with the reference beside the artifact."
 )
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=900.0,
+    show_default=True,
+    help="Seconds the runner may take in all (a runner past it is killed).",
+)
 @adb_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def android_profile(
@@ -145,6 +153,7 @@ def android_profile(
     pin_big_cores,
     sustained,
     parity,
+    timeout_s,
     adb_address,
     as_json,
 ) -> None:
@@ -166,7 +175,9 @@ def android_profile(
         "parity": parity,
     }
     options |= {k: v for k, v in (("runner", runner), ("ort_ep", ep)) if v}
-    settings = ProfileSettings(threads=threads, compute_unit=compute_unit, options=options)
+    settings = ProfileSettings(
+        threads=threads, compute_unit=compute_unit, timeout_s=timeout_s, options=options
+    )
     settings = settings.with_loop(warmup_iterations=warmup, warmup_seconds=0.0)
     if iterations is not None:
         settings = settings.with_loop(min_iterations=iterations, min_seconds=0.0)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from harness.target import TargetError
 from targets.android.adb import (
     AdbClient,
     AdbServerUnreachable,
@@ -23,6 +24,21 @@ from targets.android.device import (
     state_command,
 )
 from targets.android.runners import RunnerOutput
+
+
+class PhoneTimeout(TargetError):
+    """A command on the phone ran past its deadline (a hung ``dumpsys``, a runner that never
+    ends). The link itself may be fine: an infrastructure failure, worth a retry."""
+
+    def __init__(self, serial: str, command: str, timeout_s: float):
+        words = command.split()
+        name = next((w for w in words if "=" not in w and not w.startswith("export")), "shell")
+        super().__init__(
+            f"phone {serial}: `{name.rsplit('/', 1)[-1][:60]}` did not finish within "
+            f"{timeout_s:g} s",
+            kind="infrastructure",
+        )
+        self.serial, self.command, self.timeout_s = serial, command, timeout_s
 
 
 class PhoneLost(Exception):
@@ -58,8 +74,14 @@ class Phone:
             raise PhoneLost(self.serial, str(exc)) from None
 
     def sh(self, command: str, timeout: float | None = None) -> ShellResult:
+        """``command`` on the phone, within ``timeout`` (default: the client's) for all of it;
+        :class:`PhoneTimeout` past it."""
+        limit = self.client.timeout if timeout is None else timeout
         with self._link():
-            return self.client.shell(self.serial, command, timeout=timeout)
+            try:
+                return self.client.shell(self.serial, command, timeout=limit)
+            except TimeoutError:
+                raise PhoneTimeout(self.serial, command, limit) from None
 
     def info(self) -> PhoneInfo:
         return parse_device_info(self.serial, self.sh(device_info_command()).stdout)

@@ -18,7 +18,7 @@ from harness.target import TargetError
 from targets.android.adb import AdbError
 from targets.android.device import cpu_mask
 from targets.android.etdump import BackendTimes
-from targets.android.phone import Phone, PhoneLost
+from targets.android.phone import Phone, PhoneLost, PhoneTimeout
 from targets.android.runners import Runner, RunnerOutput, help_flags, parse_output, shell_join
 
 WORK_DIR = "/data/local/tmp/vitbench"
@@ -178,7 +178,7 @@ class Workspace:
         command = f"{prefix} sh {wrapper} " + shell_join([*pin_words, remote_runner, *args])
         try:
             res = self.phone.sh(command, timeout=timeout)
-        except TimeoutError:
+        except PhoneTimeout:
             self.phone.sh(f"kill -9 $(cat {self.run_dir}/pid) 2>/dev/null")
             raise TargetError(
                 f"{runner.name} on {self.phone.serial} did not finish within {timeout:.0f} s",

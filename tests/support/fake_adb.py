@@ -24,6 +24,7 @@ import socketserver
 import struct
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +80,9 @@ class FakePhone:
     mem_total_kb: int = 12_000_000
     physics: dict = field(default_factory=dict)  # read by the stand-in runners
     drop_on: tuple[str, int] | None = None  # (command substring, packets sent before the drop)
+    # (command substring, seconds): a command holding it hangs that long before it runs, its
+    # stream open and silent (a dumpsys stuck in a binder call, a getprop on a wedged phone)
+    hang_on: tuple[str, float] | None = None
     present: bool = True
     state: str = "device"  # "unauthorized": listed, but the USB debugging prompt was not accepted
     shell_v2: bool = True  # False: an adbd before Android 7, raw shell: only
@@ -316,6 +320,8 @@ class FakeAdbServer:
         """v2: packets (id, length, data) and an exit packet; v1 (``v1``): the raw bytes of
         stdout and stderr together, then the connection closes."""
         phone.commands.append(command)
+        if phone.hang_on and phone.hang_on[0] in command:
+            time.sleep(phone.hang_on[1])
         env = dict(
             os.environ,
             PHONE=str(phone.root),

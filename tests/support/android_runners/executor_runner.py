@@ -86,6 +86,7 @@ def main() -> int:
     log("I", 420, f"Model loaded in {load_ms:.6f} ms.")
 
     time.sleep(float(physics.get("hang_s", 0)))  # a runner stuck in a driver call
+    trickle(physics)
     n = int(flags["num_executions"])
     threads = int(flags.get("cpu_threads", "-1"))
     base = float(physics.get("base_ms", 10.0)) * (
@@ -120,6 +121,17 @@ def main() -> int:
         log("I", 229, f"ETDump written to file '{flags['etdump_path']}'.")
     time.sleep(float(physics.get("linger_s", 0.15)))  # so the wrapper sees the process alive
     return 0
+
+
+def trickle(physics: dict) -> None:
+    """With ``trickle_s``: a runner that prints an iteration now and then and never ends."""
+    if not physics.get("trickle_s"):
+        return
+    k = 0
+    while True:
+        k += 1
+        log("I", 540, f"Iteration {k} of 1000000: 10.000000 ms")
+        time.sleep(float(physics["trickle_s"]))
 
 
 def runner_flags(physics: dict) -> dict:

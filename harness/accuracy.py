@@ -63,10 +63,16 @@ def model_accuracy(model: Any, ds: Dataset, n_boot: int = 1000) -> EvalResult:
 
 
 def artifact_accuracy(
-    artifact: Any, target: Any, device: Any, ds: Dataset, n_boot: int = 1000
+    artifact: Any,
+    target: Any,
+    device: Any,
+    ds: Dataset,
+    n_boot: int = 1000,
+    allow_data_upload: bool = False,
 ) -> EvalResult:
     """Outputs of ``artifact`` run by ``target.infer`` on ``device`` (the Target contract),
-    fed in batches of the artifact's own input shape."""
+    fed in batches of the artifact's own input shape. The images go to a service (AI Hub)
+    only with ``allow_data_upload``."""
     if not artifact.inputs:
         raise DataError(f"artifact {artifact.path} records no input shape in its manifest")
     shape = list(artifact.inputs[0]["shape"])
@@ -90,7 +96,8 @@ def artifact_accuracy(
                 [chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), dtype=chunk.dtype)]
             )
         batches.append(np.ascontiguousarray(chunk, dtype=np.float32))
-    outputs = target.infer(artifact, device, batches)  # one call: one worker for the whole split
+    # one call: one worker for the whole split
+    outputs = target.infer(artifact, device, batches, allow_data_upload=allow_data_upload)
     chunks = [
         np.asarray(o, dtype=np.float32).reshape(len(b), -1)
         for o, b in zip(outputs, batches, strict=True)

@@ -329,7 +329,13 @@ class Dispatcher:
         from harness.accuracy import artifact_accuracy
 
         ds, ref = self._reference_accuracy(cell.model)
-        res = artifact_accuracy(artifact, target, cell.device, ds)
+        res = artifact_accuracy(
+            artifact,
+            target,
+            cell.device,
+            ds,
+            allow_data_upload=self.plan.accuracy.allow_data_upload,
+        )
         main, ref_main = res.results[0], ref.results[0]
         return [
             ("accuracy", main.value, main.name),

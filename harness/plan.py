@@ -30,6 +30,7 @@ measure, what parity and accuracy to check, and the budgets the gate applies::
     [accuracy]                      # optional: accuracy measured through the target
     data = "pneumoniamnist.npz"
     limit = 200
+    allow_data_upload = false       # true: its images may go to AI Hub in this run
 
     [budgets]
     latency_ms = 200                # the gated percentile must stay under this
@@ -159,6 +160,7 @@ class AccuracySettings:
     data: str | None = None
     split: str = "test"
     limit: int | None = 200
+    allow_data_upload: bool = False  # real images may go to a service (AI Hub) in this run
 
 
 @dataclass(frozen=True)
@@ -493,7 +495,12 @@ def _parse(data: dict[str, Any], source: str, text: str) -> Plan:
         **r.table(
             data.get("accuracy", {}),
             ("accuracy",),
-            {"data": "str", "split": ("train", "val", "test"), "limit": "posint"},
+            {
+                "data": "str",
+                "split": ("train", "val", "test"),
+                "limit": "posint",
+                "allow_data_upload": "bool",
+            },
         )
     )
     return Plan(

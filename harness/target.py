@@ -296,9 +296,15 @@ class Target:
         return out
 
     def infer(
-        self, artifact: Artifact, device: Device, inputs: list[np.ndarray]
+        self,
+        artifact: Artifact,
+        device: Device,
+        inputs: list[np.ndarray],
+        allow_data_upload: bool = False,
     ) -> list[np.ndarray]:
-        """Outputs for ``inputs`` (one array per input batch), for parity and accuracy."""
+        """Outputs for ``inputs`` (one array per input batch), for parity and accuracy.
+        ``allow_data_upload``: the user allowed real images to leave this machine in this
+        run; a target that sends inputs to a service (AI Hub) refuses them without it."""
         raise NotImplementedError(f"target {self.name!r} does not run inference")
 
     def parity(self, artifact: Artifact, device: Device) -> ParityResult:

@@ -148,6 +148,7 @@ class HostTarget(Target):
         artifact: Artifact,
         device: Device,
         inputs: list[np.ndarray],
+        allow_data_upload: bool = False,  # inputs stay on this machine
         settings: ProfileSettings | None = None,
     ) -> list[np.ndarray]:
         settings = settings or ProfileSettings()

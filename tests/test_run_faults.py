@@ -289,3 +289,54 @@ def test_aihub_profile_fresh_measures_a_known_artifact_again(env, hub_env):
         assert res.exit_code == 0, res.output
         assert len(_profile_jobs(hub_env)) == want
     assert len(hub_env.jobs_of("compile")) == 1  # the compiled model is reused
+
+
+def test_accuracy_on_ai_hub_needs_the_users_permission_and_keeps_the_profile(env, hub_env):
+    """[accuracy] on AI Hub uploads the data set's images: without --allow-data-upload that
+    part of the cell fails alone (the profile is kept, nothing is uploaded); with it the
+    accuracy is measured and the permission is recorded in the run's plan."""
+    import numpy as np
+
+    hub_env.write_client_ini(env / "client.ini")
+    rng = np.random.default_rng(0)
+    npz = env / "tiny_medmnist.npz"
+    arrays = {}
+    for split, n in (("train", 4), ("val", 4), ("test", 8)):
+        arrays[f"{split}_images"] = rng.integers(0, 255, (n, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 2).reshape(n, 1).astype(np.uint8)
+    np.savez(npz, **arrays)
+    plan = _plan(
+        env,
+        target="aihub",
+        devices=f'"{S24}"',
+        target_extra="options = { poll_interval_s = 0.05 }",
+        drop='[[exports]]\nformat = "pt2"\n',
+    )
+    text = plan.read_text().replace("img_size = 32", "img_size = 32\nnum_classes = 2")
+    plan.write_text(text + f'\n[accuracy]\ndata = "{npz}"\nlimit = 8\n')
+    db, out = env / "r.db", env / "out"
+    code, text = _run(plan, "--store", db, "--out", out, "--quiet", "--json")
+    first = _json(text)
+    assert code == 0 and first["done"] == 1, text
+    st = open_store(db)
+    (cell,) = st.cells([first["run_id"]])
+    assert "--allow-data-upload" in cell["details"]["accuracy_error"]
+    names = {m["name"] for m in st.metrics([cell["id"]])}
+    assert "latency_p90_ms" in names and "accuracy" not in names
+    # what went to the hub is the seeded reference inputs of parity, no image of the data set
+    from harness.parity import load_reference
+
+    seeded, _ = load_reference(Path(cell["details"]["artifact"]["path"]).parent)
+    for upload in hub_env.uploaded_inputs:
+        (arrays,) = upload.values()
+        assert len(arrays) == len(seeded)
+        assert all(np.array_equal(a, b) for a, b in zip(arrays, seeded, strict=True))
+    uploads_before = len(hub_env.uploaded_inputs)
+    code, text = _run(plan, "--store", db, "--out", out, "--quiet", "--json", "--allow-data-upload")
+    second = _json(text)
+    assert code == 0 and second["done"] == 1 and second["run_id"] != first["run_id"], text
+    (cell,) = st.cells([second["run_id"]])
+    m = {r["name"]: r["value"] for r in st.metrics([cell["id"]])}
+    assert m["accuracy_n"] == 8 and "accuracy_error" not in cell["details"]
+    assert len(hub_env.uploaded_inputs) > uploads_before
+    assert st.run(second["run_id"])["plan"]["accuracy"]["allow_data_upload"] is True

@@ -85,18 +85,36 @@ def plan_check(path: str | None, devices: bool, as_json: bool) -> None:
 @click.option(
     "--out", "out_dir", default="vitbench-out", show_default=True, help="Where reports are written."
 )
+@click.option(
+    "--allow-data-upload",
+    is_flag=True,
+    help="The [accuracy] data set's images may go to AI Hub in this run (recorded in the run).",
+)
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
 def run(
-    plan_path, store_url, resume_id, run_id, fresh, shard, cache, no_cache, out_dir, quiet, as_json
+    plan_path,
+    store_url,
+    resume_id,
+    run_id,
+    fresh,
+    shard,
+    cache,
+    no_cache,
+    out_dir,
+    allow_data_upload,
+    quiet,
+    as_json,
 ) -> None:
     """Run PLAN (default: the built-in plan) and write results to the store."""
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
     from harness.dispatch import Dispatcher, choose_run, parse_shard
     from harness.store import open_store
 
     p = _plan(plan_path)
+    if allow_data_upload:
+        p = replace(p, accuracy=replace(p.accuracy, allow_data_upload=True))
     shard_t = parse_shard(shard)
     run_name, resume = choose_run(p, resume_id=resume_id, run_id=run_id, fresh=fresh)
     store = open_store(store_url)

@@ -272,8 +272,23 @@ def compress(
 @click.option(
     "--device", "device_name", default=None, help="Device of the target (default: its first)."
 )
+@click.option(
+    "--allow-data-upload",
+    is_flag=True,
+    help="The data set's images may go to the target's service (AI Hub) in this run.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def eval_(model, data, uncertain, frontal_only, split, target_name, device_name, as_json):
+def eval_(
+    model,
+    data,
+    uncertain,
+    frontal_only,
+    split,
+    target_name,
+    device_name,
+    allow_data_upload,
+    as_json,
+):
     """Accuracy of a checkpoint (PyTorch) or of an exported artifact on a target, on a data set.
 
     MODEL is a checkpoint folder or preset (run in PyTorch), or an artifact folder / model file
@@ -310,7 +325,9 @@ def eval_(model, data, uncertain, frontal_only, split, target_name, device_name,
                 f"target {target_name!r} has no device {device_name!r}; "
                 f"available: {', '.join(d.name for d in devices) or 'none'}"
             )
-        result = artifact_accuracy(artifact, target, chosen[0], ds)
+        result = artifact_accuracy(
+            artifact, target, chosen[0], ds, allow_data_upload=allow_data_upload
+        )
     else:
         if target_name is not None:
             raise UserError(

@@ -218,7 +218,11 @@ class AndroidTarget(Target):
     # -- infer ----------------------------------------------------------------------------
 
     def infer(
-        self, artifact: Artifact, device: Device, inputs: list[np.ndarray]
+        self,
+        artifact: Artifact,
+        device: Device,
+        inputs: list[np.ndarray],
+        allow_data_upload: bool = False,  # a phone on this machine's USB
     ) -> list[np.ndarray]:
         """Outputs for ``inputs`` from an executor_runner-style program (``--inputs`` raw
         files, ``--output_file`` prefix). ``onnxruntime_perf_test`` writes no outputs, so ONNX

@@ -227,6 +227,7 @@ class RemoteTarget(Target):
         artifact: Artifact,
         device: Device,
         inputs: list[np.ndarray],
+        allow_data_upload: bool = False,  # the team's own hosts, over ssh
         settings: ProfileSettings | None = None,
     ) -> list[np.ndarray]:
         """Outputs for ``inputs``. The inputs go to the host for this call only and are

@@ -55,7 +55,9 @@ class InProcessTarget(Target):
             settings=settings.to_dict(),
         )
 
-    def infer(self, artifact, device: Device, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    def infer(
+        self, artifact, device: Device, inputs: list[np.ndarray], allow_data_upload: bool = False
+    ) -> list[np.ndarray]:
         session = self._session(artifact, None)
         name = session.get_inputs()[0].name
         return [session.run(None, {name: np.asarray(x, dtype=np.float32)})[0] for x in inputs]

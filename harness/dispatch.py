@@ -289,15 +289,27 @@ class Dispatcher:
     def _parity(self, target: Target, cell: Cell, artifact: Any) -> ParityResult | None:
         """Parity of this cell: on the device (the target's ``parity``) where the plan asks for
         it, else (and always for the host, where export ran the same runtimes) the
-        manifest's."""
+        manifest's. Parity always says where it ran: a device cell whose parity was not run
+        there is ``pending`` with the reason, never the host's export-time numbers."""
         from harness.parity import REFERENCE_FILE, ParityResult
 
         stored = artifact.manifest.get("parity") or {}
-        if (
-            self.plan.parity.on_device
-            and cell.target.name != "host"
-            and (artifact.folder / REFERENCE_FILE).exists()
-        ):
+        where = f"{cell.target.name}:{cell.device.name}"
+        if cell.target.name != "host":
+            if not self.plan.parity.on_device:
+                at_export = (
+                    f"; at export on the host: cosine {stored['cosine']:.6f}"
+                    if stored.get("status") in ("passed", "failed")
+                    else ""
+                )
+                reason = f"not checked on device ([parity] on_device = false{at_export})"
+                return ParityResult("pending", where=where, reason=reason)
+            if not (artifact.folder / REFERENCE_FILE).exists():
+                return ParityResult(
+                    "pending",
+                    where=where,
+                    reason=f"not checked on device: no {REFERENCE_FILE} beside the artifact",
+                )
             return target.parity(artifact, cell.device)
         if stored.get("status") in ("passed", "failed"):
             return ParityResult.from_dict(stored)
@@ -385,6 +397,8 @@ class Dispatcher:
                 prof, metrics, parity, checks = self._checks(target, cell, art, prof)
                 details = {
                     **checks,
+                    # the plan asked for parity on this device: the gate fails a cell without it
+                    "parity_required": self.plan.parity.on_device and cell.target.name != "host",
                     "environment": prof.environment,
                     "warnings": list(prof.warnings),
                     "parity": parity.to_dict() if parity is not None else None,

@@ -163,7 +163,7 @@ def cell_parity(cell: dict[str, Any], metrics: dict[str, float]) -> ParityResult
     stored numbers judged for the export's precision (stores from before the judgement
     was kept); None when the cell has no parity."""
     stored = (cell.get("details") or {}).get("parity")
-    if stored and stored.get("status") in ("passed", "failed"):
+    if stored and stored.get("status") in ("passed", "failed", "pending"):
         return ParityResult.from_dict(stored)
     precision = (cell.get("export_spec") or {}).get("precision", "fp32")
     return from_metrics(metrics, precision)
@@ -191,6 +191,15 @@ def judge_cell(
         v.reasons.append(
             f"parity ({parity.precision}) outside tolerance: " + ", ".join(parity.failures)
         )
+    details = cell.get("details") or {}
+    if (
+        budgets.parity
+        and details.get("parity_required")
+        and (parity is None or not parity.measured)
+    ):
+        v.verdict = "fail"
+        why = details.get("parity_error") or (parity.reason if parity else "") or "no result"
+        v.reasons.append(f"parity on the device was asked for and not measured: {why}")
     if budgets.accuracy_retention and "accuracy" in metrics and metrics.get("accuracy_reference"):
         kept = metrics["accuracy"] / metrics["accuracy_reference"]
         if kept < budgets.accuracy_retention:

@@ -137,7 +137,7 @@ def _cell_row(c: dict[str, Any], m: dict[str, tuple[float, str]]) -> dict[str, A
     # the judgement made when the cell was measured, never a re-check here
     parity = cell_parity(c, {name: value for name, (value, _) in m.items()})
     row["parity_status"] = parity.status if parity else ""
-    row["parity_failures"] = "; ".join(parity.failures) if parity else ""
+    row["parity_failures"] = ("; ".join(parity.failures) or parity.reason) if parity else ""
     row["accuracy_metric"] = m["accuracy"][1] if "accuracy" in m else ""
     ref = row["accuracy_reference"]
     kept = row["accuracy"] / ref if ref and ref == ref and ref > 0 else math.nan

@@ -340,3 +340,41 @@ def test_accuracy_on_ai_hub_needs_the_users_permission_and_keeps_the_profile(env
     assert m["accuracy_n"] == 8 and "accuracy_error" not in cell["details"]
     assert len(hub_env.uploaded_inputs) > uploads_before
     assert st.run(second["run_id"])["plan"]["accuracy"]["allow_data_upload"] is True
+
+
+def test_parity_says_where_it_ran_and_missing_device_parity_fails_the_gate(
+    env, tmp_path, monkeypatch
+):
+    """An ONNX cell on a phone: onnxruntime_perf_test writes no outputs, so parity on the
+    device cannot run. Asked for ([parity] on_device, the default), that fails the gate with
+    the reason; not asked for, the cell says "not checked on device" and shows no host
+    numbers as if they were the phone's."""
+    runners = install_runners(tmp_path / "runners")
+    monkeypatch.setenv("VITBENCH_ANDROID_ORT_PERF_TEST", str(runners["onnxruntime_perf_test"]))
+    extra = "options = { poll_s = 0.01, max_wait_s = 5.0 }"
+    plan = _plan(env, target="android", devices='"Dimensity 9300"', target_extra=extra)
+    text = plan.read_text().replace('[[exports]]\nformat = "pt2"\n', "")
+    plan.write_text(text.replace("min_iterations = 5", "min_iterations = 30"))  # the gate's minimum
+    db, out = env / "r.db", env / "out"
+    with FakeAdbServer() as srv:
+        monkeypatch.setenv("VITBENCH_ADB_SERVER", srv.address)
+        srv.add(mediatek_phone(tmp_path / "phones"))
+        code, text = _run(plan, "--store", db, "--out", out, "--quiet", "--json")
+        asked = _json(text)
+        plan.write_text(plan.read_text() + "\n[parity]\non_device = false\n")
+        code2, text2 = _run(plan, "--store", db, "--out", out, "--quiet", "--json")
+        not_asked = _json(text2)
+    assert code == 0 and asked["done"] == 1 and code2 == 0 and not_asked["done"] == 1
+    res = CliRunner().invoke(main, ["gate", asked["run_id"], "--store", str(db)])
+    assert res.exit_code == 1, res.output
+    assert "parity on the device was asked for and not measured" in res.output
+    assert "cannot write outputs" in res.output
+    st = open_store(db)
+    (cell,) = st.cells([not_asked["run_id"]])
+    assert cell["details"]["parity"]["status"] == "pending"
+    assert "not checked on device" in cell["details"]["parity"]["reason"]
+    assert "parity_cosine" not in {m["name"] for m in st.metrics([cell["id"]])}
+    res = CliRunner().invoke(main, ["gate", not_asked["run_id"], "--store", str(db)])
+    assert res.exit_code == 0, res.output
+    report = (out / f"{not_asked['run_id']}.md").read_text()
+    assert "not checked on device" in report

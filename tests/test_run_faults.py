@@ -66,6 +66,17 @@ def _plan(folder: Path, target="host", devices='"host"', target_extra="", drop="
     return path
 
 
+def _hub_plan(folder: Path) -> Path:
+    """The ONNX export of the small model on one AI Hub device of the fake hub."""
+    return _plan(
+        folder,
+        target="aihub",
+        devices=f'"{S24}"',
+        target_extra="options = { poll_interval_s = 0.05 }",
+        drop='[[exports]]\nformat = "pt2"\n',
+    )
+
+
 def _json(out: str) -> dict:
     """The --json summary. In this process a native runtime may print its lines into the
     captured output (ExecuTorch keeps the stderr of its first load); a process of its own
@@ -143,13 +154,7 @@ def test_a_rejected_token_stops_the_run_before_any_cell(env, hub_env):
 def test_an_onnx_export_with_a_dynamic_batch_runs_on_ai_hub_at_batch_1(env, hub_env):
     """The artifact's input shape names its batch axis ("batch"); AI Hub needs fixed shapes."""
     hub_env.write_client_ini(env / "client.ini")
-    plan = _plan(
-        env,
-        target="aihub",
-        devices=f'"{S24}"',
-        target_extra="options = { poll_interval_s = 0.05 }",
-        drop='[[exports]]\nformat = "pt2"\n',
-    )
+    plan = _hub_plan(env)
     plan.write_text(
         plan.read_text().replace(
             'format = "onnx"', 'format = "onnx"\noptions = { dynamic_batch = true }'
@@ -243,13 +248,7 @@ def _profile_jobs(hub) -> list:
 
 def test_a_new_run_on_ai_hub_measures_again_and_a_resume_picks_up_its_own_jobs(env, hub_env):
     hub_env.write_client_ini(env / "client.ini")
-    plan = _plan(
-        env,
-        target="aihub",
-        devices=f'"{S24}"',
-        target_extra="options = { poll_interval_s = 0.05 }",
-        drop='[[exports]]\nformat = "pt2"\n',
-    )
+    plan = _hub_plan(env)
     db, out = env / "r.db", env / "out"
     code, text = _run(plan, "--store", db, "--out", out, "--quiet", "--json")
     first = _json(text)
@@ -305,13 +304,7 @@ def test_accuracy_on_ai_hub_needs_the_users_permission_and_keeps_the_profile(env
         arrays[f"{split}_images"] = rng.integers(0, 255, (n, 28, 28), dtype=np.uint8)
         arrays[f"{split}_labels"] = (np.arange(n) % 2).reshape(n, 1).astype(np.uint8)
     np.savez(npz, **arrays)
-    plan = _plan(
-        env,
-        target="aihub",
-        devices=f'"{S24}"',
-        target_extra="options = { poll_interval_s = 0.05 }",
-        drop='[[exports]]\nformat = "pt2"\n',
-    )
+    plan = _hub_plan(env)
     text = plan.read_text().replace("img_size = 32", "img_size = 32\nnum_classes = 2")
     plan.write_text(text + f'\n[accuracy]\ndata = "{npz}"\nlimit = 8\n')
     db, out = env / "r.db", env / "out"

@@ -81,7 +81,7 @@ class NativeLineFilter(io.TextIOBase):
         return self.stream.fileno()
 
     @property
-    def encoding(self):  # noqa: D401 - mirrors the wrapped stream
+    def encoding(self):  # the wrapped stream's
         return getattr(self.stream, "encoding", "utf-8")
 
 

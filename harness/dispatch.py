@@ -39,20 +39,19 @@ _log = logging.getLogger("vitbench.dispatch")
 
 
 def _reason(exc: BaseException) -> str:
+    """The one line for a failed part of a cell; a bug's traceback goes to the log."""
     if isinstance(exc, VitbenchError):
         return str(exc)
-    _log.error("%s", internal_error(exc), exc_info=exc)
-    return internal_error(exc)
+    reason = internal_error(exc)
+    _log.error("%s", reason, exc_info=exc)
+    return reason
 
 
 def internal_error(exc: BaseException) -> str:
     """One line for an exception vitbench did not raise on purpose."""
     text = " ".join(str(exc).split())[:300]
-    return (
-        f"internal error: {type(exc).__name__}: {text}"
-        if text
-        else (f"internal error: {type(exc).__name__}")
-    )
+    name = type(exc).__name__
+    return f"internal error: {name}: {text}" if text else f"internal error: {name}"
 
 
 @dataclass(frozen=True)

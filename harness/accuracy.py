@@ -69,10 +69,12 @@ def artifact_accuracy(
     ds: Dataset,
     n_boot: int = 1000,
     allow_data_upload: bool = False,
+    settings: Any = None,
 ) -> EvalResult:
-    """Outputs of ``artifact`` run by ``target.infer`` on ``device`` (the Target contract),
-    fed in batches of the artifact's own input shape. The images go to a service (AI Hub)
-    only with ``allow_data_upload``."""
+    """Outputs of ``artifact`` run by ``target.infer`` on ``device`` (the Target contract)
+    with the cell's ``settings`` (ProfileSettings: runtime, compute unit), fed in batches of
+    the artifact's own input shape. The images go to a service (AI Hub) only with
+    ``allow_data_upload``."""
     if not artifact.inputs:
         raise DataError(f"artifact {artifact.path} records no input shape in its manifest")
     shape = list(artifact.inputs[0]["shape"])
@@ -97,7 +99,9 @@ def artifact_accuracy(
             )
         batches.append(np.ascontiguousarray(chunk, dtype=np.float32))
     # one call: one worker for the whole split
-    outputs = target.infer(artifact, device, batches, allow_data_upload=allow_data_upload)
+    outputs = target.infer(
+        artifact, device, batches, allow_data_upload=allow_data_upload, settings=settings
+    )
     chunks = [
         np.asarray(o, dtype=np.float32).reshape(len(b), -1)
         for o, b in zip(outputs, batches, strict=True)

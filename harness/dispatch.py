@@ -30,7 +30,7 @@ from harness.environment import RUN_TOOLS, git_commit, tool_versions
 from harness.errors import UserError, VitbenchError
 from harness.plan import ExportEntry, ModelEntry, Plan, TargetEntry
 from harness.store import CellRecord, Store
-from harness.target import Device, Target, TargetError
+from harness.target import Device, ProfileSettings, Target, TargetError, cpu_fallback
 
 if TYPE_CHECKING:  # pragma: no cover
     from harness.parity import ParityResult
@@ -285,7 +285,9 @@ class Dispatcher:
             details={"samples_kept": len(samples or []), **(details or {})},
         )
 
-    def _parity(self, target: Target, cell: Cell, artifact: Any) -> ParityResult | None:
+    def _parity(
+        self, target: Target, cell: Cell, artifact: Any, settings: ProfileSettings
+    ) -> ParityResult | None:
         """Parity of this cell: on the device (the target's ``parity``) where the plan asks for
         it, else (and always for the host, where export ran the same runtimes) the
         manifest's. Parity always says where it ran: a device cell whose parity was not run
@@ -309,7 +311,7 @@ class Dispatcher:
                     where=where,
                     reason=f"not checked on device: no {REFERENCE_FILE} beside the artifact",
                 )
-            return target.parity(artifact, cell.device)
+            return target.parity(artifact, cell.device, settings)  # the profiled model
         if stored.get("status") in ("passed", "failed"):
             return ParityResult.from_dict(stored)
         return None
@@ -333,7 +335,7 @@ class Dispatcher:
             return self._datasets[entry]
 
     def _accuracy_metrics(
-        self, target: Target, cell: Cell, artifact: Any
+        self, target: Target, cell: Cell, artifact: Any, settings: ProfileSettings
     ) -> list[tuple[str, float, str]]:
         """The data set's metric for this artifact run through the target's ``infer``, beside
         the PyTorch reference on the same images."""
@@ -346,6 +348,7 @@ class Dispatcher:
             cell.device,
             ds,
             allow_data_upload=self.plan.accuracy.allow_data_upload,
+            settings=settings,
         )
         main, ref_main = res.results[0], ref.results[0]
         return [
@@ -393,11 +396,12 @@ class Dispatcher:
             attempts += 1
             try:
                 prof = target.profile(art, cell.device, settings)
-                prof, metrics, parity, checks = self._checks(target, cell, art, prof)
+                prof, metrics, parity, checks = self._checks(target, cell, art, prof, settings)
                 details = {
                     **checks,
                     # the plan asked for parity on this device: the gate fails a cell without it
                     "parity_required": self.plan.parity.on_device and cell.target.name != "host",
+                    "compute_unit_asked": settings.compute_unit or "",
                     "environment": prof.environment,
                     "warnings": list(prof.warnings),
                     "parity": parity.to_dict() if parity is not None else None,
@@ -434,15 +438,20 @@ class Dispatcher:
                 self._fail(cell_id, exc.kind, str(exc), artifact_sha=art.sha256)
                 return "failed", str(exc)
 
-    def _checks(self, target: Target, cell: Cell, artifact: Any, prof: Any):
+    def _checks(
+        self, target: Target, cell: Cell, artifact: Any, prof: Any, settings: ProfileSettings
+    ):
         """Parity and accuracy of a profiled cell. Either may fail (a service down, a data
         set that may not be uploaded, a bug): that is recorded beside the profile, which is
         kept. Returns the profile (with warnings), its metric rows, the parity result and
         the details of what failed."""
         metrics = prof.metric_rows()
+        fallback = cpu_fallback(settings.compute_unit, prof.metrics)
+        if fallback is not None:
+            metrics.append(("cpu_fallback", fallback, "fraction"))
         parity, failed = None, {}
         try:
-            parity = self._parity(target, cell, artifact)
+            parity = self._parity(target, cell, artifact, settings)
         except Exception as exc:  # noqa: BLE001 - the profile stands
             failed["parity_error"] = _reason(exc)
             prof = prof.with_warnings(f"parity on device failed: {failed['parity_error']}")
@@ -450,7 +459,7 @@ class Dispatcher:
             metrics += parity.metric_rows()
         if self.plan.accuracy.data:
             try:
-                metrics += self._accuracy_metrics(target, cell, artifact)
+                metrics += self._accuracy_metrics(target, cell, artifact, settings)
             except Exception as exc:  # noqa: BLE001 - the profile stands
                 failed["accuracy_error"] = _reason(exc)
                 prof = prof.with_warnings(f"accuracy on device failed: {failed['accuracy_error']}")

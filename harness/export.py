@@ -16,7 +16,6 @@ runtime stack; a format the host cannot run leaves parity pending with the reaso
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -25,7 +24,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +39,7 @@ from harness.artifact import (
     sha256_path,
 )
 from harness.errors import UserError
+from harness.locks import file_lock
 
 if TYPE_CHECKING:  # pragma: no cover
     from harness.exporters import Exporter
@@ -115,23 +115,6 @@ def _check_writable(folder: Path, what: str) -> None:
             pass
     except OSError as exc:
         raise UserError(f"{what} {folder} is not writable: {exc.strerror or exc}") from None
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (fcntl) on ``path`` for the duration of the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no lock, rename keeps entries whole
-            yield
-            return
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def cached(folder: Path, progress: Callable[[str], None] | None = None) -> Artifact | None:
@@ -316,7 +299,7 @@ def export_artifact(
 
     artifact = None if no_cache else cached(folder, say)
     if artifact is None:
-        with _locked(root / ".locks" / f"{folder.name}.lock"):
+        with file_lock(root / ".locks" / f"{folder.name}.lock"):
             # another process may have built it while this one waited for the lock
             artifact = None if no_cache else cached(folder)
             if artifact is None:

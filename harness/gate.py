@@ -4,8 +4,10 @@ Latency is judged on the bootstrap interval of the gated percentile (p90 by defa
 the point estimate: a cell passes when the whole interval is under its budget, fails when the
 whole interval is over it, and is inconclusive when the interval straddles the budget or there
 are too few samples; the verdict then says roughly how many more samples would decide it.
-Parity must sit within the tolerance of the artifact's precision, and accuracy measured on the
-target must keep the stated fraction of the PyTorch reference.
+Parity must sit within the tolerance of the artifact's precision, accuracy measured on the
+target must keep the stated fraction of the PyTorch reference, and (with
+``max_cpu_fallback``) no more than that share of the layers may run on the CPU when an
+accelerator was asked for.
 
 Exit codes: 0 pass, 1 fail, 3 inconclusive (2 is a usage error).
 """
@@ -88,6 +90,7 @@ def with_overrides(
     accuracy_retention: float | None = None,
     device_budgets: dict[str, float] | None = None,
     known_devices: set[str] | None = None,
+    max_cpu_fallback: float | None = None,
 ) -> BudgetSettings:
     """Budgets from flags on top of the plan's. A device budget must name a device the run ran."""
     changes: dict[str, Any] = {}
@@ -102,6 +105,8 @@ def with_overrides(
         changes["percentile"] = percentile
     if accuracy_retention is not None:
         changes["accuracy_retention"] = accuracy_retention
+    if max_cpu_fallback is not None:
+        changes["max_cpu_fallback"] = max_cpu_fallback
     if device_budgets:
         for dev in device_budgets:
             if known_devices is not None and dev not in known_devices:
@@ -200,6 +205,15 @@ def judge_cell(
         v.verdict = "fail"
         why = details.get("parity_error") or (parity.reason if parity else "") or "no result"
         v.reasons.append(f"parity on the device was asked for and not measured: {why}")
+    fallback = metrics.get("cpu_fallback")
+    if budgets.max_cpu_fallback is not None and fallback is not None:
+        if fallback > budgets.max_cpu_fallback:
+            asked = (details.get("compute_unit_asked") or "an accelerator").upper()
+            v.verdict = "fail"
+            v.reasons.append(
+                f"{fallback:.0%} of the layers ran on the CPU although {asked} was asked for "
+                f"(> {budgets.max_cpu_fallback:.0%} allowed)"
+            )
     if budgets.accuracy_retention and "accuracy" in metrics and metrics.get("accuracy_reference"):
         kept = metrics["accuracy"] / metrics["accuracy_reference"]
         if kept < budgets.accuracy_retention:

@@ -142,6 +142,27 @@ def drift(samples: Sequence[float] | np.ndarray) -> tuple[float, bool]:
     return (rel, rank_test_p(first, last) < 0.01)
 
 
+def leading_warmup(samples: Sequence[float] | np.ndarray, window: int = 5) -> int:
+    """How many leading samples are warm-up: from a slow first sample (slower than the run's
+    steady state: the second half's median plus three robust deviations, at least 2%) until
+    ``window`` samples in a row are not slow. Services that report every iteration they ran
+    (AI Hub) include the slow first ones; at most half the run is ever taken as warm-up."""
+    x = np.asarray(samples, dtype=np.float64)
+    n = x.size
+    if n < 8:
+        return 0
+    steady = x[n // 2 :]
+    m = float(np.median(steady))
+    spread = 1.4826 * float(np.median(np.abs(steady - m)))
+    slow = x > m + max(3 * spread, 0.02 * m)
+    if not slow[0]:
+        return 0  # a slow sample later on is an outlier of the run, not warm-up
+    for i in range(n // 2 + 1):
+        if not slow[i : i + window].any():
+            return i
+    return n // 2
+
+
 def count_outliers(samples: Sequence[float] | np.ndarray, k: float = 3.0) -> int:
     x = np.asarray(samples, dtype=np.float64)
     if x.size < 4:
@@ -197,6 +218,7 @@ __all__ = [
     "bootstrap_interval",
     "count_outliers",
     "drift",
+    "leading_warmup",
     "rank_test_p",
     "summarize",
     "timed_loop",

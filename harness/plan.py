@@ -19,6 +19,7 @@ measure, what parity and accuracy to check, and the budgets the gate applies::
     name = "host"                   # host | aihub | android | apple | a plugin's name
     devices = ["host"]              # selectors; every reachable device when absent
     concurrency = 1                 # cells of this target measured at once
+    compute_unit = "npu"            # optional: the unit asked for (default: [measure]'s)
 
     [measure]                       # harness.measure rules
     min_iterations = 100
@@ -36,6 +37,7 @@ measure, what parity and accuracy to check, and the budgets the gate applies::
     latency_ms = 200                # the gated percentile must stay under this
     percentile = 90
     accuracy_retention = 0.95
+    max_cpu_fallback = 0.0          # optional: gate the share of layers on the CPU
     [[budgets.devices]]             # per-device overrides
     device = "host"
     latency_ms = 100
@@ -126,6 +128,7 @@ class TargetEntry:
     devices: tuple[str, ...] = ()
     concurrency: int = 1
     runtime: str | None = None
+    compute_unit: str | None = None  # the target's own names: "npu", "gpu", "CPU_AND_NE"...
     options: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
@@ -136,6 +139,7 @@ class MeasureSettings(LoopSettings):
     threads: int | None = None
     timeout_s: float = 900.0
     retries: int = 2
+    compute_unit: str | None = None  # every target's, unless its entry names its own
 
     def profile_settings(self, target: TargetEntry):
         from harness.target import ProfileSettings
@@ -144,6 +148,10 @@ class MeasureSettings(LoopSettings):
         return ProfileSettings(
             loop=loop,
             runtime=target.runtime,
+            # the target's entry, then its options (as AI Hub users write them), then [measure]
+            compute_unit=target.compute_unit
+            or target.options.get("compute_unit")
+            or self.compute_unit,
             threads=self.threads,
             timeout_s=self.timeout_s,
             options=dict(target.options),
@@ -176,6 +184,9 @@ class BudgetSettings:
     parity: bool = True
     accuracy_retention: float | None = 0.95
     min_samples: int = 30
+    # the largest share of the model (layers) allowed on the CPU when an accelerator was
+    # asked for; None: CPU fallback is flagged in reports, not gated
+    max_cpu_fallback: float | None = None
     devices: tuple[DeviceBudget, ...] = ()
 
     def latency_for(self, target: str, device: str) -> float:
@@ -307,6 +318,7 @@ KINDS: dict[str, tuple[Any, Any, str]] = {
     "posfloat": (lambda v: _number(v) and v > 0, float, "a positive number"),
     "nonnegfloat": (lambda v: _number(v) and v >= 0, float, "a number >= 0"),
     "fraction": (lambda v: _number(v) and 0 < v <= 1, float, "a fraction in (0, 1]"),
+    "unitinterval": (lambda v: _number(v) and 0 <= v <= 1, float, "a fraction in [0, 1]"),
     "str": (lambda v: isinstance(v, str) and bool(v), _same, "a non-empty string"),
     "bool": (lambda v: isinstance(v, bool), _same, "true or false"),
     "strlist": (
@@ -375,6 +387,7 @@ def _measure(r: _Reader, data: dict[str, Any]) -> MeasureSettings:
             "threads": "posint",
             "timeout_s": "posfloat",
             "retries": "nonnegint",
+            "compute_unit": "str",
         },
     )
     low = m.get("min_iterations", MeasureSettings.min_iterations)
@@ -396,6 +409,7 @@ def _budgets(r: _Reader, data: dict[str, Any], targets: list[TargetEntry]) -> Bu
             "parity": "bool",
             "accuracy_retention": "fraction",
             "min_samples": "posint",
+            "max_cpu_fallback": "unitinterval",
         },
     )
     if not isinstance(raw_devices, list):
@@ -483,6 +497,7 @@ def _parse(data: dict[str, Any], source: str, text: str) -> Plan:
                     "devices": "strlist",
                     "concurrency": "posint",
                     "runtime": "str",
+                    "compute_unit": "str",
                     "options": "dict",
                 },
                 required=("name",),

@@ -99,6 +99,19 @@ STANDARD_METRICS = {
 }
 
 
+# what a compute unit asked for means for CPU fallback: "all" and the CPU itself allow the CPU
+CPU_UNITS = ("", "all", "cpu", "cpu_only")
+
+
+def cpu_fallback(asked: str | None, metrics: dict[str, float]) -> float | None:
+    """The share of the model's layers that ran on the CPU although an accelerator (an NPU,
+    a GPU, Core ML's Neural Engine) was asked for; None when none was asked or the target
+    reports no compute shares."""
+    if (asked or "").lower() in CPU_UNITS or "compute_share_cpu" not in metrics:
+        return None
+    return float(metrics["compute_share_cpu"])
+
+
 @dataclass(frozen=True)
 class Profile:
     """A measurement of one artifact on one device."""
@@ -273,9 +286,10 @@ class Target:
         """Whether this target can run ``artifact`` at all."""
         return not self.refusal(artifact)
 
-    def parity_precision(self, artifact: Artifact) -> str:
-        """The precision whose tolerance judges this target's outputs for ``artifact`` (a
-        runtime that computes in fp16 is judged as fp16 whatever the export says)."""
+    def parity_precision(self, artifact: Artifact, settings: ProfileSettings | None = None) -> str:
+        """The precision whose tolerance judges this target's outputs for ``artifact`` run
+        with ``settings`` (a runtime or compute unit that computes in fp16 is judged as fp16
+        whatever the export says)."""
         return artifact.precision
 
     # -- measuring ----------------------------------------------------------------------
@@ -301,15 +315,21 @@ class Target:
         device: Device,
         inputs: list[np.ndarray],
         allow_data_upload: bool = False,
+        settings: ProfileSettings | None = None,
     ) -> list[np.ndarray]:
         """Outputs for ``inputs`` (one array per input batch), for parity and accuracy.
         ``allow_data_upload``: the user allowed real images to leave this machine in this
-        run; a target that sends inputs to a service (AI Hub) refuses them without it."""
+        run; a target that sends inputs to a service (AI Hub) refuses them without it.
+        ``settings``: the cell's runtime, compute unit and options, so the outputs come from
+        the model that was profiled (None: the target's defaults)."""
         raise NotImplementedError(f"target {self.name!r} does not run inference")
 
-    def parity(self, artifact: Artifact, device: Device) -> ParityResult:
-        """The artifact's seeded reference inputs run on ``device`` through :meth:`infer`,
-        judged against the PyTorch outputs stored beside it (:mod:`harness.parity`)."""
+    def parity(
+        self, artifact: Artifact, device: Device, settings: ProfileSettings | None = None
+    ) -> ParityResult:
+        """The artifact's seeded reference inputs run on ``device`` through :meth:`infer`
+        with the cell's ``settings``, judged against the PyTorch outputs stored beside it
+        (:mod:`harness.parity`) with the tolerance of :meth:`parity_precision`."""
         from harness.artifact import ArtifactError
         from harness.parity import REFERENCE_FILE, check, load_reference
 
@@ -319,10 +339,9 @@ class Target:
                 "(which writes the seeded reference outputs)"
             )
         inputs, reference = load_reference(artifact.folder)
-        outputs = self.infer(artifact, device, inputs)
-        return check(
-            reference, outputs, self.parity_precision(artifact), where=self.where(artifact, device)
-        )
+        outputs = self.infer(artifact, device, inputs, settings=settings)
+        precision = self.parity_precision(artifact, settings)
+        return check(reference, outputs, precision, where=self.where(artifact, device))
 
     def where(self, artifact: Artifact, device: Device) -> str:
         """What runs ``artifact`` on ``device``, as parity results say it."""

@@ -30,14 +30,20 @@ def when(ts: Any) -> str:
 
 
 def compute_text(row: Any) -> str:
-    """The primary compute unit and the shares the runtime reported, largest first."""
+    """The primary compute unit and the shares the runtime reported, largest first, and a
+    flag when layers fell back to the CPU although an accelerator was asked for."""
     shares = [(u, row[f"share_{u}"]) for u in ("npu", "gpu", "cpu")]
     shares = [(u, v) for u, v in shares if not missing(v) and v > 0]
     unit = row["compute_unit"] or "–"
-    if not shares:
-        return unit
-    parts = ", ".join(f"{u.upper()} {v:.0%}" for u, v in sorted(shares, key=lambda s: -s[1]))
-    return f"{unit} ({parts})"
+    text = unit
+    if shares:
+        parts = ", ".join(f"{u.upper()} {v:.0%}" for u, v in sorted(shares, key=lambda s: -s[1]))
+        text = f"{unit} ({parts})"
+    fallback = row.get("cpu_fallback")
+    if fallback is not None and not missing(fallback) and fallback > 0:
+        asked = (row.get("compute_unit_asked") or "an accelerator").upper()
+        text += f" ⚠ CPU fallback {fallback:.0%} ({asked} asked)"
+    return text
 
 
 def parity_text(row: Any) -> str:

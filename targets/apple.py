@@ -109,7 +109,7 @@ class AppleTarget(RemoteTarget):
             return PLAN_UNIT[max(share, key=share.get)]
         return REQUESTED_UNIT[settings.compute_unit or "ALL"]
 
-    def parity_precision(self, artifact: Artifact) -> str:
+    def parity_precision(self, artifact: Artifact, settings: ProfileSettings | None = None) -> str:
         """Core ML runs ML programs in fp16 unless converted with compute_precision=FLOAT32,
         and fp16 Core ML is judged on top-1 agreement and cosine, not raw differences
         (harness.parity's ``coreml-fp16`` tolerance)."""

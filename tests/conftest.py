@@ -1,17 +1,57 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
 
 from harness.model.config import ViTConfig
+from tests.support.artifacts import EXPORTS_ENV, session_cache
 from tests.support.models import small_config
+
+_EXPORTS = pytest.StashKey[str]()
 
 # vitbench's log (third-party warnings, native runtimes' lines) goes to a throwaway file, not
 # to ~/.cache/vitbench; subprocesses the tests start inherit it
 os.environ.setdefault("VITBENCH_LOG", os.path.join(tempfile.mkdtemp(prefix="vitbench-log-"), "log"))
+
+
+def pytest_configure(config):
+    """One export cache for the whole test session, made by the main process so that every
+    xdist worker (and every subprocess a test starts) shares it: each (model, export) is
+    built once and verified on every later hit (tests/support/artifacts.session_cache)."""
+    if not hasattr(config, "workerinput"):
+        folder = tempfile.mkdtemp(prefix="vitbench-test-exports-")
+        os.environ[EXPORTS_ENV] = folder
+        config.stash[_EXPORTS] = folder
+
+
+def pytest_unconfigure(config):
+    folder = config.stash.get(_EXPORTS, None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop(EXPORTS_ENV, None)
+
+
+@pytest.fixture(scope="session")
+def shared_cache() -> Path:
+    """The session's export cache, for tests that set $VITBENCH_CACHE to it: plans run
+    against it find the artifacts other tests already exported."""
+    return session_cache()
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory) -> Path:
+    """The small test ViT (tests/support/artifacts.small_model) as a checkpoint folder: a
+    plan naming it exports the very model the other tests export, so its artifacts come
+    from the session's cache."""
+    from harness.model import save_checkpoint
+    from tests.support.artifacts import small_model
+
+    return save_checkpoint(small_model(), tmp_path_factory.mktemp("small") / "checkpoint")
 
 
 @pytest.fixture

@@ -48,15 +48,8 @@ def hub():
 @pytest.fixture
 def hub_env(hub, tmp_path, monkeypatch) -> Path:
     """A client.ini for the fake in a throwaway HOME, found through QAIHUB_CLIENT_INI."""
-    home = tmp_path / "home"
-    home.mkdir()
-    ini = tmp_path / "client.ini"
-    hub.write_client_ini(ini)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("QAIHUB_CLIENT_INI", str(ini))
     monkeypatch.setenv("VITBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("QAI_HUB_API_TOKEN", raising=False)
-    return ini
+    return hub.client_env(tmp_path, monkeypatch)
 
 
 def make_target(tmp_path: Path, **kw) -> AIHubTarget:
@@ -129,8 +122,10 @@ def test_profile_on_several_devices(target, hub, onnx_artifact):
         assert job.device.name == prof.device.name and job.profiling
         reported = hub.profile_detail(job)
         # microseconds from the hub -> the same statistics as every other target, in ms
-        assert prof.samples_ms == pytest.approx([t / 1000 for t in reported.all_execution_times])
-        assert prof.stats.n == 20 and prof.stats.p50 == pytest.approx(
+        # every iteration the hub ran is kept: warm-up (if any) beside the steady samples
+        kept = prof.details["warmup_samples_ms"] + prof.samples_ms
+        assert kept == pytest.approx([t / 1000 for t in reported.all_execution_times])
+        assert prof.stats.n == len(prof.samples_ms) >= 16 and prof.stats.p50 == pytest.approx(
             np.percentile(prof.samples_ms, 50)
         )
         assert prof.metrics["load_cold_ms"] == pytest.approx(reported.cold_load_time / 1000)
@@ -543,4 +538,5 @@ def test_cli_infer_uploads_real_images_only_with_the_flag(hub, hub_env, tmp_path
     p = _cli(base, env)  # the seeded inputs: a parity check on the device
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
-    assert "parity: max abs" in out and "within fp32 tolerance" in out
+    # the NPU computes an fp32 export in fp16: judged with the fp16 tolerance
+    assert "parity: max abs" in out and "within fp16 tolerance" in out

@@ -44,13 +44,6 @@ min_seconds = {seconds}
 """
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    """One artifact cache for the module: the tests are about running cells, so each export
-    is made once (the cache's own tests live in test_artifact_cache.py)."""
-    return tmp_path_factory.mktemp("cache")
-
-
 @pytest.fixture
 def env(tmp_path, monkeypatch, shared_cache):
     monkeypatch.setenv("VITBENCH_CACHE", str(shared_cache))

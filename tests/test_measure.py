@@ -10,6 +10,7 @@ from harness.measure import (
     bootstrap_interval,
     count_outliers,
     drift,
+    leading_warmup,
     summarize,
     timed_loop,
 )
@@ -156,3 +157,18 @@ def test_rank_test_matches_scipy(shift):
     assert rank_test_p(a[:10], b[:12]) == pytest.approx(
         mannwhitneyu(a[:10], b[:12], alternative="two-sided").pvalue
     )
+
+
+def test_leading_warm_up_is_found_and_a_late_outlier_is_not_warm_up():
+    rng = np.random.default_rng(3)
+    steady = rng.normal(10.0, 0.2, 200)
+    ramp = np.linspace(3.0, 1.0, 31)[:30]  # 3x falling to 1x over 30 iterations
+    warm = np.concatenate([steady[:30] * ramp, steady[30:]])
+    k = leading_warmup(warm)
+    assert 24 <= k <= 30 and np.all(warm[k:] < 11.0)
+    assert leading_warmup(steady) == 0
+    outlier = steady.copy()
+    outlier[3] = 40.0  # one slow sample that is not the first: an outlier of the run
+    assert leading_warmup(outlier) == 0
+    assert leading_warmup([50.0, 10, 10, 10]) == 0  # too few samples to tell
+    assert leading_warmup(np.r_[np.full(60, 30.0), np.full(40, 10.0)]) == 50  # at most half

@@ -20,8 +20,7 @@ HOST_PLAN = """
 name = "faults"
 
 [[models]]
-source = "tiny"
-img_size = 32
+{model}
 
 [[exports]]
 format = "onnx"
@@ -45,11 +44,6 @@ S24 = "Samsung Galaxy S24 (Family)"
 TOKEN = "vbtest-SECRET-token-faults"
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
 @pytest.fixture
 def env(tmp_path, monkeypatch, shared_cache):
     monkeypatch.setenv("VITBENCH_CACHE", str(shared_cache))
@@ -57,8 +51,12 @@ def env(tmp_path, monkeypatch, shared_cache):
     return tmp_path
 
 
-def _plan(folder: Path, target="host", devices='"host"', target_extra="", drop="") -> Path:
-    text = HOST_PLAN.format(target=target, devices=devices, target_extra=target_extra)
+def _plan(
+    folder: Path, target="host", devices='"host"', target_extra="", drop="", model=None
+) -> Path:
+    """A plan of the tiny preset (or the checkpoint folder ``model``) on ``target``."""
+    source = f'source = "{model}"' if model else 'source = "tiny"\nimg_size = 32'
+    text = HOST_PLAN.format(target=target, devices=devices, target_extra=target_extra, model=source)
     if drop:
         text = text.replace(drop, "")
     path = folder / f"{target}.toml"
@@ -95,10 +93,7 @@ def hub_env(env, monkeypatch):
     from tests.support.fake_aihub import FakeAIHub
 
     with FakeAIHub(token=TOKEN, job_seconds=0.1) as hub:
-        (env / "home").mkdir()
-        monkeypatch.setenv("HOME", str(env / "home"))
-        monkeypatch.setenv("QAIHUB_CLIENT_INI", str(env / "client.ini"))
-        monkeypatch.delenv("QAI_HUB_API_TOKEN", raising=False)
+        hub.client_env(env, monkeypatch)
         yield hub
 
 
@@ -153,7 +148,6 @@ def test_a_rejected_token_stops_the_run_before_any_cell(env, hub_env):
 
 def test_an_onnx_export_with_a_dynamic_batch_runs_on_ai_hub_at_batch_1(env, hub_env):
     """The artifact's input shape names its batch axis ("batch"); AI Hub needs fixed shapes."""
-    hub_env.write_client_ini(env / "client.ini")
     plan = _hub_plan(env)
     plan.write_text(
         plan.read_text().replace(
@@ -168,7 +162,7 @@ def test_an_onnx_export_with_a_dynamic_batch_runs_on_ai_hub_at_batch_1(env, hub_
     assert list(compile_job.input_specs.values()) == [[1, 3, 32, 32]]
 
 
-def test_a_resumed_run_has_exactly_the_plans_cells(env, tmp_path, monkeypatch):
+def test_a_resumed_run_has_exactly_the_plans_cells(env, tmp_path, monkeypatch, small_checkpoint):
     """The MediaTek phone is unplugged in the first attempt: its cell fails as a placeholder
     keyed by the selector. On resume the phone is back under its own name; the run then has
     the plan's two cells, both done, and the gate counts none missing."""
@@ -178,7 +172,7 @@ def test_a_resumed_run_has_exactly_the_plans_cells(env, tmp_path, monkeypatch):
     monkeypatch.setenv("VITBENCH_ANDROID_EXECUTOR_RUNNER", str(runners["executor_runner"]))
     devices = '"Snapdragon 8 Gen 3", "Dimensity 9300"'
     extra = "options = { poll_s = 0.01, max_wait_s = 5.0, etdump = false }"
-    plan = _plan(env, target="android", devices=devices, target_extra=extra)
+    plan = _plan(env, target="android", devices=devices, target_extra=extra, model=small_checkpoint)
     text = plan.read_text().replace('format = "onnx"', 'format = "executorch"')
     plan.write_text(text.replace('[[exports]]\nformat = "pt2"\n', ""))
     db = env / "r.db"
@@ -247,7 +241,6 @@ def _profile_jobs(hub) -> list:
 
 
 def test_a_new_run_on_ai_hub_measures_again_and_a_resume_picks_up_its_own_jobs(env, hub_env):
-    hub_env.write_client_ini(env / "client.ini")
     plan = _hub_plan(env)
     db, out = env / "r.db", env / "out"
     code, text = _run(plan, "--store", db, "--out", out, "--quiet", "--json")
@@ -279,7 +272,6 @@ def test_a_new_run_on_ai_hub_measures_again_and_a_resume_picks_up_its_own_jobs(e
 def test_aihub_profile_fresh_measures_a_known_artifact_again(env, hub_env):
     from tests.support.artifacts import exported
 
-    hub_env.write_client_ini(env / "client.ini")
     art = exported(env / "onnx", "onnx")
     base = ["aihub", "profile", str(art.path), "--device", S24, "--iterations", "5"]
     base += ["--state", str(env / "journal.json"), "--poll-interval", "0.05", "--quiet"]
@@ -296,7 +288,6 @@ def test_accuracy_on_ai_hub_needs_the_users_permission_and_keeps_the_profile(env
     accuracy is measured and the permission is recorded in the run's plan."""
     import numpy as np
 
-    hub_env.write_client_ini(env / "client.ini")
     rng = np.random.default_rng(0)
     npz = env / "tiny_medmnist.npz"
     arrays = {}

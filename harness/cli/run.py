@@ -174,6 +174,14 @@ def _write_reports(store, run_id: str, out_dir: str) -> list[str]:
     help="Accuracy must keep this fraction of the reference.",
 )
 @click.option(
+    "--max-cpu-fallback",
+    type=click.FloatRange(0, 1),
+    default=None,
+    metavar="FRACTION",
+    help="Fail cells with more than this share of layers on the CPU when an accelerator was "
+    "asked for (0: any layer).",
+)
+@click.option(
     "--device-budget",
     "device_budgets",
     multiple=True,
@@ -182,7 +190,14 @@ def _write_reports(store, run_id: str, out_dir: str) -> list[str]:
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable verdicts.")
 def gate(
-    run_id, store_url, latency_ms, percentile, accuracy_retention, device_budgets, as_json
+    run_id,
+    store_url,
+    latency_ms,
+    percentile,
+    accuracy_retention,
+    max_cpu_fallback,
+    device_budgets,
+    as_json,
 ) -> None:
     """Pass / fail / inconclusive for RUN_ID (default: the latest run).
 
@@ -202,6 +217,7 @@ def gate(
         accuracy_retention,
         per_device,
         known,
+        max_cpu_fallback,
     )
     result = gating.judge_run(store, run_row["id"], budgets)
     missing = max(0, int(run_row.get("total_cells") or 0) - len(result.cells))

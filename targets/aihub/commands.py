@@ -269,8 +269,9 @@ def aihub_infer(
         "top1": [int(np.argmax(o)) for o in outputs],
     }
     if reference is not None:
+        precision = hub.parity_precision(art, settings)
         result["parity"] = check(
-            reference, outputs, hub.parity_precision(art), where=hub.where(art, device)
+            reference, outputs, precision, where=hub.where(art, device)
         ).to_dict()
     if as_json:
         emit_json(result)
@@ -280,5 +281,5 @@ def aihub_infer(
         p = result["parity"]
         click.echo(
             f"parity: max abs {p['max_abs']:.3g}, cosine {p['cosine']:.6f}, top-1 {p['top1']:.0%} "
-            f"({'; '.join(p['failures']) or 'within ' + art.precision + ' tolerance'})"
+            f"({'; '.join(p['failures']) or 'within ' + p['precision'] + ' tolerance'})"
         )

@@ -94,6 +94,7 @@ class Plan:
     profile_options: str
     want_profile: bool
     inputs: list[Any] | None  # arrays for an inference job (seeded or allowed), or None
+    inference_options: str = ""  # the profile's compute unit and options, without the profiler
 
 
 @dataclass
@@ -198,9 +199,18 @@ class JobFollower:
         if stage == "profile":
             key = f"{cell.compile_key}|profile|{fingerprint(plan.profile_options)}{session}"
             return key, partial(submit, name=name, options=plan.profile_options, profile=True)
-        key = f"{cell.compile_key}|inference|{inputs_fingerprint(plan.inputs)}{session}"
+        key = (
+            f"{cell.compile_key}|inference|{fingerprint(plan.inference_options)}|"
+            f"{inputs_fingerprint(plan.inputs)}{session}"
+        )
         data = {input_name(plan.artifact): list(plan.inputs)}
-        return key, partial(submit, inputs=data, name=f"{name} parity", profile=False)
+        return key, partial(
+            submit,
+            inputs=data,
+            name=f"{name} parity",
+            options=plan.inference_options,
+            profile=False,
+        )
 
     def _ensure_job(self, cell: Cell, stage: str, key: str, submit: Callable[[], Any]) -> HubJob:
         """The journal's job for (key, stage) when the hub still has it and it did not fail

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from pathlib import Path
+
+from harness.locks import file_lock
 
 
 def default_cache_dir() -> Path:
@@ -22,7 +23,9 @@ class JobJournal:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._lock = threading.Lock()
+        # every process sharing the file (shards, two runs) re-reads and writes it under one
+        # lock, so no job id another one recorded is lost
+        self._lock_path = self.path.with_name(f".{self.path.name}.lock")
 
     def _read(self) -> dict[str, dict[str, str]]:
         try:
@@ -34,8 +37,7 @@ class JobJournal:
         return data if isinstance(data, dict) else {}
 
     def get(self, key: str, stage: str) -> str | None:
-        with self._lock:
-            return self._read().get(key, {}).get(stage)
+        return self._read().get(key, {}).get(stage)  # the file is replaced whole: no lock
 
     def put(self, key: str, stage: str, value: str) -> None:
         """Record ``value`` now (atomically: a kill mid-write leaves the old file)."""
@@ -45,7 +47,7 @@ class JobJournal:
         self._update(key, stage, None)
 
     def _update(self, key: str, stage: str, value: str | None) -> None:
-        with self._lock:
+        with file_lock(self._lock_path):
             data = self._read()  # re-read: another process may have added its own cells
             entry = data.setdefault(key, {})
             if value is None:
@@ -53,6 +55,6 @@ class JobJournal:
             else:
                 entry[stage] = value
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
             os.replace(tmp, self.path)

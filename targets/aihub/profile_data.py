@@ -4,6 +4,10 @@ The hub reports times in microseconds and memory in bytes: ``execution_summary``
 ``all_inference_times`` (one per profiled iteration), first (cold) and warm load times and
 peak-memory ranges per stage; ``execution_detail`` holds one entry per layer with the compute
 unit that ran it and, when the runtime reports it, its time.
+
+The hub reports every iteration it ran, slow first ones included: those leading iterations
+are warm-up (:func:`harness.measure.leading_warmup`), kept raw beside the profile and left out
+of its statistics, as every other target's timing loop leaves out its own warm-up.
 """
 
 from __future__ import annotations
@@ -11,18 +15,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.measure import leading_warmup
+
 MB = 1024 * 1024
 UNITS = ("npu", "gpu", "cpu")
 
 
 @dataclass(frozen=True)
 class HubProfile:
-    samples_ms: list[float]
+    samples_ms: list[float]  # the steady iterations: what statistics are computed from
     metrics: dict[str, float] = field(default_factory=dict)
     units: dict[str, str] = field(default_factory=dict)  # units of non-standard metrics
     compute_unit: str = ""
     warnings: list[str] = field(default_factory=list)
     layers: dict[str, int] = field(default_factory=dict)  # layer count per compute unit
+    warmup_ms: list[float] = field(default_factory=list)  # the leading warm-up iterations
 
 
 def _us_to_ms(v: Any) -> float | None:
@@ -130,11 +137,15 @@ class _Layers:
 
 def parse_profile(profile: dict[str, Any], asked_unit: str | None = None) -> HubProfile:
     summary = profile.get("execution_summary") or {}
-    samples, warnings = _samples(summary)
+    raw, warnings = _samples(summary)
+    k = leading_warmup(raw)
+    warmup, samples = raw[:k], raw[k:]
     metrics, units = _load_and_memory(summary)
     layers = _Layers.of(profile.get("execution_detail") or [])
     if not layers.n:
-        return HubProfile(samples_ms=samples, metrics=metrics, units=units, warnings=warnings)
+        return HubProfile(
+            samples_ms=samples, metrics=metrics, units=units, warnings=warnings, warmup_ms=warmup
+        )
     shares, share_units = layers.shares()
     return HubProfile(
         samples_ms=samples,
@@ -143,4 +154,5 @@ def parse_profile(profile: dict[str, Any], asked_unit: str | None = None) -> Hub
         compute_unit=layers.primary(),
         warnings=warnings + layers.fallback_warnings((asked_unit or "").lower()),
         layers=dict(layers.counts),
+        warmup_ms=warmup,
     )

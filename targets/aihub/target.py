@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from harness.artifact import Artifact, ArtifactError, path_size
 from harness.errors import UserError
+from harness.locks import file_lock
 from harness.target import Device, Profile, ProfileSettings, Target, TargetError
 from targets.aihub import connection
 from targets.aihub.connection import RetryPolicy
@@ -194,6 +195,14 @@ class AIHubTarget(Target):
 
     # -- one run: plan, cells, the wait loop --------------------------------------------------
 
+    def parity_precision(self, artifact: Artifact, settings: ProfileSettings | None = None) -> str:
+        """A float model on the hub's NPU (HTP) or GPU computes in fp16 whatever the export
+        says, so it is judged with the fp16 tolerance; only a CPU-only cell keeps fp32."""
+        unit = ((settings.compute_unit if settings else None) or "").lower()
+        if artifact.precision == "fp32" and unit != "cpu":
+            return "fp16"
+        return artifact.precision
+
     def check_artifact(self, artifact: Artifact) -> None:
         """Refuse, in one line, an artifact the hub does not take (ExecuTorch .pte, Core ML)."""
         if not self.accepts(artifact):
@@ -247,8 +256,26 @@ class AIHubTarget(Target):
                 ],
             )
         )
+        # the inference (parity, accuracy) job runs the profiled model the way it was profiled
+        inference_opts = " ".join(
+            filter(
+                None,
+                [
+                    f"--compute_unit {cu}" if cu else "",
+                    str(settings.options.get("inference_options", "")).strip(),
+                ],
+            )
+        )
         return Plan(
-            artifact, settings, runtime, cu, compile_opts, profile_opts, want_profile, inputs
+            artifact,
+            settings,
+            runtime,
+            cu,
+            compile_opts,
+            profile_opts,
+            want_profile,
+            inputs,
+            inference_opts,
         )
 
     def _resolve(self, device: Device) -> Device:
@@ -311,25 +338,27 @@ class AIHubTarget(Target):
         return Cell(device=d, compile_key=key, results_wanted=wanted, error=error)
 
     def _upload(self, artifact: Artifact):
-        """The hub's model for ``artifact``: uploaded once per sha256, then reused."""
+        """The hub's model for ``artifact``: uploaded once per sha256, then reused. Cells of
+        one artifact (threads, shards, runs side by side) take a lock per hash, so the first
+        uploads and the others find its model id in the journal."""
         key = f"{self.host}|upload|{artifact.sha256}"
-        model_id = self.journal.get(key, "model")
-        if model_id:
-            try:
-                return self._call(self.client.get_model, model_id, what=f"model {model_id}")
-            except TargetError:
-                self._say("upload", f"model {model_id} is gone from AI Hub; uploading again")
-        self._say(
-            "upload", f"uploading {artifact.path.name} ({path_size(artifact.path) / 1e6:.1f} MB)"
-        )
-        model = self._call(
-            self.client.upload_model,
-            str(artifact.path),
-            name=artifact.path.name,
-            what=f"uploading {artifact.path.name}",
-        )
-        self.journal.put(key, "model", model.model_id)
-        return model
+        with file_lock(self.cache_dir / "aihub" / "locks" / f"upload-{artifact.sha256}.lock"):
+            model_id = self.journal.get(key, "model")
+            if model_id:
+                try:
+                    return self._call(self.client.get_model, model_id, what=f"model {model_id}")
+                except TargetError:
+                    self._say("upload", f"model {model_id} is gone from AI Hub; uploading again")
+            size_mb = path_size(artifact.path) / 1e6
+            self._say("upload", f"uploading {artifact.path.name} ({size_mb:.1f} MB)")
+            model = self._call(
+                self.client.upload_model,
+                str(artifact.path),
+                name=artifact.path.name,
+                what=f"uploading {artifact.path.name}",
+            )
+            self.journal.put(key, "model", model.model_id)
+            return model
 
     # -- results -----------------------------------------------------------------------------
 
@@ -340,9 +369,9 @@ class AIHubTarget(Target):
             hp = parse_profile(cell.results["profile"], settings.compute_unit)
         except ValueError as exc:
             return TargetError(f"{cell.device.name}: {exc}", kind="measurement")
-        parity_metrics, parity_warnings = self._parity_of(cell, artifact)
-        metrics = {**hp.metrics, **parity_metrics}
-        units = {**hp.units, **PARITY_UNITS}
+        parity_metrics, parity_warnings = self._parity_of(cell, artifact, settings)
+        metrics = {**hp.metrics, **parity_metrics, "warmup_iterations": float(len(hp.warmup_ms))}
+        units = {**hp.units, **PARITY_UNITS, "warmup_iterations": "count"}
         compiled = cell.compiled.manifest["aihub"] if cell.compiled else {}
         jobs = {s: j for s, j in [("compile", cell.compile), *cell.jobs.items()] if j is not None}
         return Profile.from_samples(
@@ -364,6 +393,8 @@ class AIHubTarget(Target):
                 "hub_version": compiled.get("hub_version", ""),
             },
             details={
+                # the hub's leading slow iterations: kept, not in the statistics
+                "warmup_samples_ms": hp.warmup_ms,
                 "jobs": {
                     s: {"id": j.id, "url": j.url, "resumed": j.resumed} for s, j in jobs.items()
                 },
@@ -373,7 +404,9 @@ class AIHubTarget(Target):
             },
         )
 
-    def _parity_of(self, cell: Cell, artifact: Artifact) -> tuple[dict[str, float], list[str]]:
+    def _parity_of(
+        self, cell: Cell, artifact: Artifact, settings: ProfileSettings
+    ) -> tuple[dict[str, float], list[str]]:
         """The parity metrics and warnings of a cell's inference job (none when not run)."""
         from harness.parity import check, load_reference
 
@@ -384,7 +417,7 @@ class AIHubTarget(Target):
         parity = check(
             reference,
             cell.results["inference"],
-            self.parity_precision(artifact),
+            self.parity_precision(artifact, settings),
             where=self.where(artifact, cell.device),
         )
         metrics = {name: value for name, value, _ in parity.metric_rows()}

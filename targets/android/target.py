@@ -210,7 +210,7 @@ class AndroidTarget(Target):
         if not opts.parity:
             return prof
         try:
-            result = self.parity(artifact, device)
+            result = self.parity(artifact, device, settings)
         except VitbenchError as exc:  # the latency numbers stand; say why parity is missing
             return prof.with_warnings(f"parity not checked: {exc}")
         return with_parity(prof, result)
@@ -223,6 +223,7 @@ class AndroidTarget(Target):
         device: Device,
         inputs: list[np.ndarray],
         allow_data_upload: bool = False,  # a phone on this machine's USB
+        settings: ProfileSettings | None = None,  # the program decides its delegate
     ) -> list[np.ndarray]:
         """Outputs for ``inputs`` from an executor_runner-style program (``--inputs`` raw
         files, ``--output_file`` prefix). ``onnxruntime_perf_test`` writes no outputs, so ONNX

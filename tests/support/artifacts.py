@@ -4,8 +4,8 @@
 (the real exporters, export-time parity and the content-addressed cache) and copies the
 result into the test's folder: model file, ``manifest.json`` (input ``pixels``, output
 ``logits``) and ``reference.npz``, exactly what ``vitbench export`` writes. Every test
-session shares one cache, so each (format, delegate, precision, config, seed) is exported
-once per session and later tests get a verified copy.
+session shares one cache (all its processes), so each (format, delegate, precision, config,
+seed) is exported once per session and later tests get a verified copy.
 
 The other helpers damage a copy the way a real failure would: :func:`replace_model` (junk or
 a crash marker in place of the program, manifest updated so the hash matches),
@@ -15,6 +15,7 @@ a crash marker in place of the program, manifest updated so the hash matches),
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import replace
@@ -29,12 +30,18 @@ from harness.model import ViTConfig, build_model
 from harness.parity import REFERENCE_FILE, load_reference, save_reference
 from tests.support.models import small_config
 
+# set by tests/conftest.py for the whole session (every xdist worker shares the folder; the
+# cache's file locks keep concurrent exports of one key apart)
+EXPORTS_ENV = "VITBENCH_TEST_EXPORTS"
 _CACHE: Path | None = None
 
 
 def session_cache() -> Path:
-    """The export cache shared by this test session (removed when the process exits)."""
+    """The export cache shared by this test session: $VITBENCH_TEST_EXPORTS, else a folder
+    of this process's own (removed when it exits)."""
     global _CACHE
+    if os.environ.get(EXPORTS_ENV):
+        return Path(os.environ[EXPORTS_ENV])
     if _CACHE is None:
         import atexit
 

@@ -56,7 +56,12 @@ class InProcessTarget(Target):
         )
 
     def infer(
-        self, artifact, device: Device, inputs: list[np.ndarray], allow_data_upload: bool = False
+        self,
+        artifact,
+        device: Device,
+        inputs: list[np.ndarray],
+        allow_data_upload: bool = False,
+        settings=None,
     ) -> list[np.ndarray]:
         session = self._session(artifact, None)
         name = session.get_inputs()[0].name

@@ -9,7 +9,8 @@ ONNX graph), and outputs computed by running the "compiled" model with ONNX Runt
 
 Knobs for the tests: job duration (per device), per-request latency, failing jobs with a
 hub failure type and text, HTTP 429 for the next N job submissions, rejected compile
-options, devices that fall back to CPU or perturb outputs. Counters tell what the client did.
+options, devices that fall back to CPU, perturb outputs, compute in fp16 or report slow
+warm-up iterations. Counters tell what the client did.
 """
 
 from __future__ import annotations
@@ -87,6 +88,19 @@ class FakeAIHub:
         """A client.ini like `qai-hub configure` writes, pointing at this fake."""
         tok = "" if token == "" else f"api_token = {token or self.token}\n"
         path.write_text(f"[api]\n{tok}api_url = {self.url}\nweb_url = {self.url}\nverbose = True\n")
+
+    def client_env(self, folder, monkeypatch, token: str | None = None):
+        """What `qai-hub configure` leaves, for this fake: a client.ini in ``folder`` found
+        through QAIHUB_CLIENT_INI, a throwaway HOME, no token in the environment. Returns
+        the client.ini's path."""
+        home = folder / "home"
+        home.mkdir(exist_ok=True)
+        ini = folder / "client.ini"
+        self.write_client_ini(ini, token)
+        monkeypatch.setenv("HOME", str(home))
+        monkeypatch.setenv("QAIHUB_CLIENT_INI", str(ini))
+        monkeypatch.delenv("QAI_HUB_API_TOKEN", raising=False)
+        return ini
 
     def free_dimensions(self, model_id: str) -> list[str]:
         """``input[axis]`` for every input dimension of an uploaded ONNX model that has no
@@ -222,6 +236,8 @@ class FakeAIHub:
         times = np.maximum(dev.base_ms * 0.8, rng.normal(dev.base_ms, dev.base_ms * 0.03, n)) * 1000
         if dev.cpu_fallback:
             times = times * 4
+        k = min(dev.warmup_iterations, n)
+        times[:k] *= np.linspace(3.0, 1.0, k + 1)[:k]  # clocks and caches warming up
         mb = 1024 * 1024
         detail = pb.ProfileDetail(
             major_version=1,
@@ -300,11 +316,15 @@ class FakeAIHub:
         names = [i.name for i in sess.get_inputs()]
         out_name = sess.get_outputs()[0].name
         batches = list(zip(*entries.values(), strict=True))
+        on_accelerator = parse_options(job.options).get("compute_unit", "npu") != "cpu"
         outputs = []
         for batch in batches:
             y = sess.run([out_name], dict(zip(names, batch, strict=True)))[0]
             if job.device.output_noise:
                 y = y + np.float32(job.device.output_noise)
+            if job.device.fp16 and on_accelerator:  # fp16 storage and accumulation
+                err = np.float32(4e-3) * np.cos(np.arange(y.size, dtype=np.float32))
+                y = (y + err.reshape(y.shape)).astype(np.float16)
             outputs.append(y.astype(np.float32))
         buf = io.BytesIO()
         with h5py.File(buf, "w") as h5f:

@@ -21,6 +21,8 @@ class FakeDevice:
     base_ms: float = 10.0  # median inference time it reports
     cpu_fallback: bool = False  # layers run on CPU although NPU was asked
     output_noise: float = 0.0  # added to outputs (a lossy runtime)
+    fp16: bool = False  # computes in fp16 as the NPU does: outputs off by a few 1e-3
+    warmup_iterations: int = 0  # the first profiled iterations are slow (3x, falling to 1x)
 
 
 DEVICES = [

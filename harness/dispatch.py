@@ -38,6 +38,15 @@ if TYPE_CHECKING:  # pragma: no cover
 _log = logging.getLogger("vitbench.dispatch")
 
 
+def _unmatched_reason(target: Target, selector: str) -> str:
+    """The target's own reason for a selector it left unmatched; a fault asking is no reason."""
+    try:
+        return target.unmatched_reason(selector)
+    except Exception:  # noqa: BLE001 - the placeholder cell keeps the generic reason
+        _log.debug("unmatched_reason(%r) failed", selector, exc_info=True)
+        return ""
+
+
 def _reason(exc: BaseException) -> str:
     """The one line for a failed part of a cell; a bug's traceback goes to the log."""
     if isinstance(exc, VitbenchError):
@@ -175,9 +184,8 @@ def expand(plan: Plan, resolve_targets: bool = True) -> tuple[list[Cell], dict[s
                     raise
                 devices, unmatched, reason = [], list(entry.devices) or ["*"], str(exc)
             for sel in unmatched:
-                problem_devices.append(
-                    (Device(entry.name, sel), reason or f"device {sel!r} is not reachable")
-                )
+                why = reason or _unmatched_reason(target, sel) or f"device {sel!r} is not reachable"
+                problem_devices.append((Device(entry.name, sel), why))
         else:
             for sel in entry.devices or ("*",):
                 problem_devices.append(

@@ -278,6 +278,11 @@ class Target:
         return picked, unmatched
 
     # -- what it runs -------------------------------------------------------------------
+    def unmatched_reason(self, selector: str) -> str:
+        """Why ``selector``, left unmatched by :meth:`select`, names no device it can use,
+        and what to do about it (a phone listed as unauthorized); "" when it cannot tell."""
+        return ""
+
     def refusal(self, artifact: Artifact) -> str:
         """Why this target cannot run ``artifact`` ("" when it can)."""
         return ""

@@ -362,3 +362,28 @@ def test_parity_says_where_it_ran_and_missing_device_parity_fails_the_gate(
     assert res.exit_code == 0, res.output
     report = (out / f"{not_asked['run_id']}.md").read_text()
     assert "not checked on device" in report
+
+
+def test_a_plan_naming_an_unauthorized_phone_says_what_to_do(
+    env, tmp_path, monkeypatch, small_checkpoint
+):
+    """The MediaTek phone is listed by adb but unauthorized: its cell fails with the phone's
+    state and the advice (accept the prompt), not "not reachable"; the other is measured."""
+    runners = install_runners(tmp_path / "runners")
+    monkeypatch.setenv("VITBENCH_ANDROID_ORT_PERF_TEST", str(runners["onnxruntime_perf_test"]))
+    extra = "options = { poll_s = 0.01, max_wait_s = 5.0 }"
+    devices = '"R5CX10SNAP", "10AD5F0MTK"'
+    plan = _plan(env, target="android", devices=devices, target_extra=extra, model=small_checkpoint)
+    plan.write_text(plan.read_text().replace('[[exports]]\nformat = "pt2"\n', ""))
+    with FakeAdbServer() as srv:
+        monkeypatch.setenv("VITBENCH_ADB_SERVER", srv.address)
+        srv.add(snapdragon_phone(tmp_path / "phones"))
+        srv.add(mediatek_phone(tmp_path / "phones", state="unauthorized"))
+        code, out = _run(plan, "--store", env / "r.db", "--out", env / "out", "--quiet", "--json")
+    summary = _json(out)
+    assert code == 0 and summary["done"] == 1 and summary["failed"] == 1, out
+    st = open_store(env / "r.db")
+    (failed,) = [c for c in st.cells([summary["run_id"]]) if c["status"] == "failed"]
+    reason = failed["failure_reason"]
+    assert "10AD5F0MTK is unauthorized" in reason and "accept the USB debugging prompt" in reason
+    assert "not reachable" not in reason

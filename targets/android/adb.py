@@ -1,7 +1,8 @@
 """A small client for the adb host protocol: vitbench talks to the adb server itself.
 
-The adb server (``adb start-server``; it listens on 127.0.0.1:5037 unless
-``ANDROID_ADB_SERVER_PORT`` says otherwise) relays requests to the phones it sees. Each request
+The adb server (``adb start-server``; it listens on 127.0.0.1:5037 unless ``ADB_SERVER_SOCKET``
+or ``ANDROID_ADB_SERVER_ADDRESS``/``_PORT`` say otherwise) relays requests to the phones it
+sees. Each request
 goes on a TCP connection of its own as a 4-hex-digit length and the request text; the server
 answers ``OKAY`` or ``FAIL`` with a length-prefixed message.
 
@@ -65,18 +66,61 @@ class DeviceGone(Exception):
 
 
 def server_address(address: str | None = None) -> tuple[str, int]:
-    """``host:port`` or ``port`` from the argument, else ``ANDROID_ADB_SERVER_ADDRESS`` /
-    ``ANDROID_ADB_SERVER_PORT``, else 127.0.0.1:5037."""
-    spec = address or os.environ.get("VITBENCH_ADB_SERVER") or ""
-    host = os.environ.get("ANDROID_ADB_SERVER_ADDRESS") or DEFAULT_HOST
-    port = int(os.environ.get("ANDROID_ADB_SERVER_PORT") or DEFAULT_PORT)
-    if spec:
-        if ":" in spec:
-            h, _, p = spec.rpartition(":")
-            host, port = h or host, int(p)
-        else:
-            port = int(spec)
-    return host, port
+    """Where the adb server listens, found the way adb finds it: ``address`` (``host:port`` or
+    ``port``) or ``VITBENCH_ADB_SERVER``; else ``ADB_SERVER_SOCKET`` (``tcp:HOST:PORT`` or
+    ``tcp:PORT``); else ``ANDROID_ADB_SERVER_ADDRESS`` and ``ANDROID_ADB_SERVER_PORT``; else
+    127.0.0.1:5037. A malformed value is a :class:`BadServerAddress`."""
+    env = os.environ
+    if address or env.get("VITBENCH_ADB_SERVER"):
+        spec, what = address or env["VITBENCH_ADB_SERVER"], "--adb / VITBENCH_ADB_SERVER"
+        host, _, port = spec.rpartition(":")
+        return _host(host) or DEFAULT_HOST, _port(port, what, spec, "HOST:PORT or PORT")
+    if socket_spec := env.get("ADB_SERVER_SOCKET"):
+        kind, _, rest = socket_spec.partition(":")
+        if kind != "tcp" or not rest:
+            raise BadServerAddress(
+                f"ADB_SERVER_SOCKET must be tcp:HOST:PORT or tcp:PORT (vitbench reaches the adb "
+                f"server over TCP); got {socket_spec!r}"
+            )
+        host, _, port = rest.rpartition(":")
+        what = "ADB_SERVER_SOCKET"
+        return _host(host) or DEFAULT_HOST, _port(port, what, socket_spec, "tcp:HOST:PORT")
+    host = env.get("ANDROID_ADB_SERVER_ADDRESS") or DEFAULT_HOST
+    port = env.get("ANDROID_ADB_SERVER_PORT") or str(DEFAULT_PORT)
+    return _host(host), _port(port, "ANDROID_ADB_SERVER_PORT", port, "a port")
+
+
+class BadServerAddress(UserError):
+    """An adb server address that does not parse."""
+
+
+def _host(host: str) -> str:
+    return host.removeprefix("[").removesuffix("]")  # [::1]:5037
+
+
+def _port(text: str, what: str, spec: str, form: str) -> int:
+    if text.isdigit() and 0 < int(text) < 65536:
+        return int(text)
+    raise BadServerAddress(f"{what} must be {form} with a port from 1 to 65535; got {spec!r}")
+
+
+STATE_ADVICE = {
+    "unauthorized": "unlock it and accept the USB debugging prompt on the phone (no prompt: "
+    "revoke USB debugging authorisations in Developer options and plug it in again), or check "
+    "the RSA key this adb server uses (~/.android/adbkey, $ADB_VENDOR_KEYS)",
+    "offline": "reconnect the cable, or run `adb reconnect` (`adb kill-server` if it stays "
+    "offline)",
+    "authorizing": "wait for the phone to finish authorising, then check `adb devices`",
+}
+
+
+def state_advice(state: str) -> str:
+    """What to do about a phone the server lists as ``state`` ("" for a usable one)."""
+    if state == "device":
+        return ""
+    return STATE_ADVICE.get(
+        state, "boot it into Android with USB debugging on, then check `adb devices`"
+    )
 
 
 @dataclass(frozen=True)
@@ -187,6 +231,17 @@ class _Conn:
         return self.read(n).decode(errors="replace")
 
 
+def _not_usable(serial: str, refusal: str) -> DeviceNotFound:
+    """The server's FAIL for a phone, as one line that says what to do."""
+    first = refusal.strip().splitlines()[0].rstrip(".") if refusal.strip() else "refused"
+    state = first.removeprefix("device ")
+    if first.startswith("device ") and state in STATE_ADVICE:
+        return DeviceNotFound(f"phone {serial} is {state}: {STATE_ADVICE[state]}")
+    return DeviceNotFound(
+        f"device {serial!r} is not attached ({first}); `adb devices` lists the attached ones"
+    )
+
+
 class AdbClient:
     """The adb host protocol, one connection per request."""
 
@@ -228,9 +283,7 @@ class AdbClient:
             c.request(f"host:transport:{serial}")
         except AdbError as exc:
             c.close()
-            raise DeviceNotFound(
-                f"device {serial!r} is not attached ({exc}); `adb devices` lists the attached ones"
-            ) from None
+            raise _not_usable(serial, str(exc)) from None
         except BaseException:
             c.close()
             raise
@@ -243,10 +296,7 @@ class AdbClient:
                 try:
                     c.request(f"host-serial:{serial}:features")
                 except AdbError as exc:
-                    raise DeviceNotFound(
-                        f"device {serial!r} is not attached ({exc}); "
-                        "`adb devices` lists the attached ones"
-                    ) from None
+                    raise _not_usable(serial, str(exc)) from None
                 self._features[serial] = set(c.read_hex_string().strip().split(","))
         return self._features[serial]
 

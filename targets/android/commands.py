@@ -20,7 +20,8 @@ def adb_option(fn):
         "adb_address",
         default=None,
         metavar="HOST:PORT",
-        help="adb server (default: ANDROID_ADB_SERVER_PORT or 127.0.0.1:5037).",
+        help="adb server (default: as adb finds it: ADB_SERVER_SOCKET, "
+        "ANDROID_ADB_SERVER_ADDRESS/_PORT, else 127.0.0.1:5037).",
     )(fn)
 
 
@@ -61,6 +62,9 @@ def android_devices(adb_address: str | None, as_json: bool) -> None:
             ["serial", "state", "model", "Android", "chipset", "ABI", "RAM (MB)", "rooted"],
         )
     )
+    for r in rows:
+        if r.get("advice"):
+            click.echo(f"{r['serial']} is {r['state']}: {r['advice']}")
 
 
 @android.command("profile")

@@ -114,6 +114,7 @@ class PhoneInfo:
     abi: str
     ram_mb: int
     rooted: bool  # adbd runs as root or su grants uid 0
+    abis: tuple[str, ...] = ()  # every ABI it runs (ro.product.cpu.abilist), the primary first
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,6 +140,7 @@ def parse_device_info(serial: str, text: str) -> PhoneInfo:
         abi=props.get("ro.product.cpu.abi", ""),
         ram_mb=int(mem.group(1)) // 1024 if mem else 0,
         rooted=uid == "0" or su_uid == "0",
+        abis=tuple(a for a in props.get("ro.product.cpu.abilist", "").split(",") if a),
     )
 
 

@@ -82,7 +82,7 @@ class Measurement:
             wait = wait_cool(self.phone, self.opts)
             placed = self._place(ws, wait.state, info)
             if self.opts.sustained_s > 0:
-                runs, rounds = self._sustained(placed)
+                runs, rounds = self._sustained(placed, wait.state)
             else:
                 runs, rounds = self._timed(placed), []
             after = self.phone.state()
@@ -118,7 +118,11 @@ class Measurement:
         self.samples = []
         return [first, self._once(placed, n2)]
 
-    def _sustained(self, placed: _Placed) -> tuple[list[RunResult], list[dict[str, Any]]]:
+    def _sustained(
+        self, placed: _Placed, baseline: PhoneState
+    ) -> tuple[list[RunResult], list[dict[str, Any]]]:
+        """Rounds until ``sustained_s`` of inference, each judged against ``baseline``, the
+        phone's state before round 1."""
         n = self._executions()
         runs: list[RunResult] = []
         rounds: list[dict[str, Any]] = []
@@ -129,7 +133,9 @@ class Measurement:
             measured = res.output.samples_ms[self.warmup :] or res.output.samples_ms
             state = self.phone.state()
             rounds.append(
-                sustained_round(rounds, elapsed_ms, measured, state, self.opts.throttle_ratio)
+                sustained_round(
+                    rounds, elapsed_ms, measured, state, self.opts.throttle_ratio, baseline
+                )
             )
             elapsed_ms += sum(measured)
         return runs, rounds

@@ -5,6 +5,7 @@ throttling in sustained mode) and the warnings a reader needs beside the numbers
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,11 +61,28 @@ def _run_metrics(m: Measured) -> dict[str, float]:
         metrics["load_warm_ms"] = last.output.load_ms
     if first.output.first_inference_ms is not None:
         metrics["first_inference_ms"] = first.output.first_inference_ms
-    peaks = [r.peak_kb for r in m.runs if r.peak_kb]
-    if peaks:
-        metrics["peak_memory_mb"] = max(peaks) / 1024
     metrics["thermal_wait_s"] = m.wait.waited_s
     return metrics
+
+
+def peak_memory(m: Measured, runner: Runner) -> tuple[float | None, str | None, str]:
+    """The runner's peak memory (MB), where it came from ("VmHWM": the wrapper's samples of
+    /proc/PID/status; "runner": what the runner itself reports, ORT's peak working set) and
+    what to say beside it when VmHWM could not be read ("" when it was)."""
+    peaks = [r.peak_kb for r in m.runs if r.peak_kb]
+    if peaks:
+        return max(peaks) / 1024, "VmHWM", ""
+    if any(r.status_reads for r in m.runs):
+        why = "/proc/PID/status of the runner had no VmHWM line"
+    else:
+        why = (
+            "the wrapper could not read the runner's /proc/PID/status (it ended before the "
+            "first sample, or the phone does not let the shell user read it)"
+        )
+    reported = [r.output.peak_memory_mb for r in m.runs if r.output.peak_memory_mb]
+    if reported:
+        return max(reported), "runner", f"peak memory from {runner.name}'s own report: {why}"
+    return None, None, f"peak memory not measured: {why}, and {runner.name} reports none"
 
 
 def _etdump_metrics(dump: BackendTimes, skip: int, unit: str) -> dict[str, float]:
@@ -136,8 +154,12 @@ def build_profile(
     runner = used.runner
     unit = compute_unit(artifact, settings, opts, m.info)
     metrics = _run_metrics(m)
+    peak_mb, peak_source, peak_note = peak_memory(m, runner)
+    if peak_mb is not None:
+        metrics["peak_memory_mb"] = peak_mb
     units: dict[str, str] = {"thermal_wait_s": "s"}
     details: dict[str, Any] = {
+        "peak_memory_source": peak_source,
         "runner": {
             "kind": runner.kind,
             "name": runner.name,
@@ -166,6 +188,10 @@ def build_profile(
     onset = throttle_onset(m.rounds)
     if m.rounds:
         details["sustained"] = list(m.rounds)
+        details["sustained_baseline"] = {  # what the rounds are judged against: before round 1
+            "thermal_status": m.state_before.thermal_status,
+            "battery_c": m.state_before.battery_c,
+        }
     if onset is not None:
         metrics["throttle_onset_s"] = onset["start_s"]
         units["throttle_onset_s"] = "s"
@@ -178,17 +204,19 @@ def build_profile(
         metrics=metrics,
         units=units,
         compute_unit=unit,
-        environment=_environment(m, settings, adb_server),
-        warnings=_warnings(m, runner, onset),
+        environment=_environment(m, settings, adb_server)
+        | ({"memory_method": peak_source} if peak_source else {}),
+        warnings=_warnings(m, runner, onset) + ([peak_note] if peak_note else []),
         settings=settings.to_dict(),
         details=details,
     )
 
 
 def with_parity(prof: Profile, result: ParityResult) -> Profile:
-    """A new profile with the parity metrics, the result in its details and its failures
-    among the warnings."""
-    rows = result.metric_rows()
+    """A new profile with the parity metrics (those it has numbers for: outputs of the wrong
+    size have none but the verdict), the result in its details and its failures among the
+    warnings."""
+    rows = [r for r in result.metric_rows() if math.isfinite(r[1])]
     return prof.with_metrics(
         {name: value for name, value, _ in rows},
         {name: unit for name, _, unit in rows},

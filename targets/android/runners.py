@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,9 +105,12 @@ def elf_machine(path: Path) -> int | None:
     return int.from_bytes(head[18:20], order)
 
 
-def check_runner_abi(runner: Runner, abi: str) -> str:
-    """Refuse a runner built for another CPU than the phone's; '' for an ELF that fits, a note
-    for a shell script (a wrapper that sets library paths), which runs on any ABI."""
+def check_runner_abi(runner: Runner, abi: str, abis: Sequence[str] = ()) -> str:
+    """Refuse a runner built for a CPU the phone cannot run (``abi``: its primary ABI,
+    ``abis``: ro.product.cpu.abilist). '' for an ELF of the primary ABI; a note for one of
+    the others the phone lists (a 32-bit ARM build on an arm64 phone that also runs
+    armeabi-v7a: it runs, slower than an arm64 build) and for a shell script (a wrapper that
+    sets library paths), which runs on any ABI."""
     with open(runner.path, "rb") as fh:
         magic = fh.read(2)
     machine = elf_machine(runner.path)
@@ -118,13 +122,22 @@ def check_runner_abi(runner: Runner, abi: str) -> str:
             "build it with the Android NDK toolchain"
         )
     want = ABI_MACHINE.get(abi)
-    if want is not None and machine != want:
-        raise RunnerError(
-            f"runner {runner.path.name} is built for "
-            f"{MACHINE_NAMES.get(machine, f'machine {machine}')}, "
-            f"the phone is {abi}: rebuild it with -DANDROID_ABI={abi}"
+    if want is None or machine == want:
+        return ""
+    built = ("32-bit " if machine in (40, 3) else "") + MACHINE_NAMES.get(
+        machine, f"machine {machine}"
+    )
+    if any(ABI_MACHINE.get(a) == machine for a in abis):
+        return (
+            f"{runner.name} is built for {built}, which this {abi} phone also runs: it runs, "
+            f"but slower than a {abi} build; rebuild it with -DANDROID_ABI={abi} for numbers "
+            "that represent the phone"
         )
-    return ""
+    runs = f" (it runs only {', '.join(abis)})" if abis else ""
+    raise RunnerError(
+        f"runner {runner.path.name} is built for {built}, the phone is {abi}{runs}: "
+        f"rebuild it with -DANDROID_ABI={abi}"
+    )
 
 
 def help_flags(text: str) -> set[str]:
@@ -197,6 +210,11 @@ class RunnerOutput:
     executions: int | None = None  # how many it says it ran
     per_iteration: bool = True  # False: samples are not per execution (only a mean was printed)
     summary: dict[str, float] = field(default_factory=dict)  # the runner's own statistics
+
+    @property
+    def peak_memory_mb(self) -> float | None:
+        """The peak memory the runner itself reports (ORT: peak working set); None: none."""
+        return self.summary.get("peak_working_set_mb")
 
 
 def _number(pattern: re.Pattern[str], text: str, scale: float = 1.0) -> float | None:

@@ -23,6 +23,7 @@ executions measured before the drop; the others go on.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -32,8 +33,9 @@ import numpy as np
 
 from harness.artifact import Artifact, ArtifactError
 from harness.errors import UserError, VitbenchError
+from harness.parity import ParityResult
 from harness.target import Device, Profile, ProfileSettings, Target, TargetError
-from targets.android.adb import AdbClient, AdbError, AdbServerUnreachable
+from targets.android.adb import AdbClient, AdbError, AdbServerUnreachable, state_advice
 from targets.android.device import PhoneInfo
 from targets.android.measurement import Measurement, runner_failed
 from targets.android.options import AndroidOptions
@@ -43,6 +45,7 @@ from targets.android.runners import (
     Runner,
     RunnerError,
     check_runner_abi,
+    elf_machine,
     resolve_runner,
     runner_args,
     shell_join,
@@ -103,7 +106,8 @@ class AndroidTarget(Target):
         return out
 
     def attached(self) -> list[dict[str, Any]]:
-        """Every phone the server lists, usable or not (unauthorized, offline), for the CLI."""
+        """Every phone the server lists, usable or not (unauthorized, offline: with the
+        ``advice`` for its state), for the CLI."""
         rows = []
         for entry in self.client.devices():
             row: dict[str, Any] = {"serial": entry.serial, "state": entry.state}
@@ -112,8 +116,21 @@ class AndroidTarget(Target):
                     row |= self._phone_info(entry.serial).to_dict()
                 except PhoneLost:
                     row["state"] = "gone"
+            else:
+                row["advice"] = state_advice(entry.state)
             rows.append(row)
         return rows
+
+    def unmatched_reason(self, selector: str) -> str:
+        """Why a selector that matched no usable phone names none: the phone with that serial
+        is listed but unauthorized or offline, and what to do ("" when no phone has it)."""
+        for entry in self.client.devices():
+            if entry.state != "device" and selector.lower() in (
+                entry.serial.lower(),
+                entry.details.get("model", "").lower(),
+            ):
+                return f"phone {entry.serial} is {entry.state}: {state_advice(entry.state)}"
+        return ""
 
     def device(self, serial: str) -> Device:
         """The attached phone with this serial; a clear error when it is not there."""
@@ -127,8 +144,7 @@ class AndroidTarget(Target):
             )
         if states[serial] != "device":
             raise UserError(
-                f"phone {serial} is {states[serial]}: unlock it and accept the USB "
-                "debugging prompt, then check `adb devices`",
+                f"phone {serial} is {states[serial]}: {state_advice(states[serial])}",
                 exit_code=1,
             )
         try:
@@ -193,7 +209,7 @@ class AndroidTarget(Target):
         try:
             info = self._phone_info(serial)
             _check_delegate_fits(artifact, info)
-            abi_note = check_runner_abi(runner, info.abi)
+            abi_note = check_runner_abi(runner, info.abi, info.abis)
             measured = measurement.measure(info)
         except PhoneLost as exc:
             samples = measurement.samples
@@ -207,6 +223,8 @@ class AndroidTarget(Target):
         prof = build_profile(
             self.name, self.client.address, artifact, device, settings, opts, used, measured
         )
+        if abi_note and elf_machine(runner.path) is not None:  # not the phone's own ABI
+            prof = prof.with_warnings(abi_note)
         if not opts.parity:
             return prof
         try:
@@ -237,7 +255,8 @@ class AndroidTarget(Target):
         phone = Phone(self.client, serial)
         out_shape = (artifact.outputs[0].get("shape") if artifact.outputs else None) or None
         try:
-            check_runner_abi(runner, self._phone_info(serial).abi)
+            info = self._phone_info(serial)
+            check_runner_abi(runner, info.abi, info.abis)
             with (
                 self.files.workspace(phone, keep=False) as ws,
                 tempfile.TemporaryDirectory() as tmp,
@@ -253,6 +272,20 @@ class AndroidTarget(Target):
             raise TargetError(
                 f"{exc} while running {artifact.path.name}; re-run to resume", kind="infrastructure"
             ) from None
+
+    def parity(
+        self, artifact: Artifact, device: Device, settings: ProfileSettings | None = None
+    ) -> ParityResult:
+        """:meth:`Target.parity`; outputs of the wrong size fail it with the numbers."""
+        try:
+            return super().parity(artifact, device, settings)
+        except OutputMismatch as exc:
+            return ParityResult(
+                status="failed",
+                precision=self.parity_precision(artifact, settings),
+                where=self.where(artifact, device),
+                failures=(str(exc),),
+            )
 
     def _infer_runner(self, artifact: Artifact) -> Runner:
         if artifact.format != "onnx":
@@ -318,9 +351,30 @@ def _infer_one(
         raise TargetError(
             f"{runner.name} wrote no output file on {phone.serial}", kind="model"
         ) from None
-    y = np.fromfile(local_out, dtype=np.float32)
     shape = [x.shape[0], *out_shape[1:]] if out_shape else [x.shape[0], -1]
-    return y.reshape(shape)
+    return _read_output(local_out, shape, f"{runner.name} on {phone.serial}, input {i}")
+
+
+class OutputMismatch(TargetError):
+    """A runner's output file whose size is not that of the artifact's float32 output."""
+
+    def __init__(self, message: str):
+        super().__init__(message, kind="model")
+
+
+def _read_output(path: Path, shape: list[int], what: str) -> np.ndarray:
+    """The float32 array of ``shape`` (-1: any length) in ``path``; :class:`OutputMismatch`
+    with the byte counts when the file cannot be one."""
+    got = path.stat().st_size
+    row = 4 * math.prod(d for d in shape if d != -1)
+    if -1 in shape:
+        ok, want = got > 0 and got % row == 0, f"a multiple of {row} bytes"
+    else:
+        ok, want = got == row, f"{row} bytes"
+    if not ok:
+        dims = "x".join("N" if d == -1 else str(d) for d in shape)
+        raise OutputMismatch(f"{what}: expected {want} ({dims} float32), got {got} bytes")
+    return np.fromfile(path, dtype=np.float32).reshape(shape)
 
 
 def _names(d: Device) -> set[str]:

@@ -46,13 +46,16 @@ class ThermalWait:
 
 
 def wait_cool(phone: Phone, opts: AndroidOptions) -> ThermalWait:
-    """Poll the phone until its thermal status is NONE and the battery is below
-    ``opts.max_battery_c``, or until ``opts.max_wait_s`` (no wait without ``wait_cool``)."""
+    """Poll the phone every ``opts.poll_s`` until its thermal status is NONE and the battery
+    is below ``opts.max_battery_c``, or until ``opts.max_wait_s`` have passed, with a last
+    poll then (no wait without ``wait_cool``)."""
     start = time.monotonic()
+    deadline = start + max(opts.max_wait_s, 0.0)
     polls: list[dict[str, Any]] = []
     while True:
         state = phone.state()
-        t = time.monotonic() - start
+        now = time.monotonic()
+        t = now - start
         polls.append(
             {
                 "t_s": round(t, 3),
@@ -61,11 +64,11 @@ def wait_cool(phone: Phone, opts: AndroidOptions) -> ThermalWait:
             }
         )
         cooled = state.is_cool(opts.max_battery_c)
-        if cooled or not opts.wait_cool or t + opts.poll_s > opts.max_wait_s:
+        if cooled or not opts.wait_cool or now >= deadline:
             return ThermalWait(
                 state, round(t, 3), cooled, tuple(polls), opts.max_battery_c, opts.wait_cool
             )
-        time.sleep(opts.poll_s)
+        time.sleep(min(max(opts.poll_s, 0.0), deadline - now))
 
 
 def sustained_round(
@@ -74,13 +77,18 @@ def sustained_round(
     measured: list[float],
     state: PhoneState,
     throttle_ratio: float,
+    baseline: PhoneState | None = None,
 ) -> dict[str, Any]:
     """The record of one sustained round after the rounds ``before`` it: throttled when the
-    thermal status rose above the first known one, or the median rose ``throttle_ratio``
-    above the first round's."""
+    thermal status rose above the baseline's (the state before round 1; where that is
+    unknown, the first round's), or the median rose ``throttle_ratio`` above round 1's."""
     p50 = float(np.median(measured))
     base_p50 = before[0]["p50_ms"] if before else p50
-    statuses = [*(r["thermal_status"] for r in before), state.thermal_status]
+    statuses = [
+        baseline.thermal_status if baseline else None,
+        *(r["thermal_status"] for r in before),
+        state.thermal_status,
+    ]
     base_status = next((s for s in statuses if s is not None), None)
     why = []
     if (state.thermal_status or 0) > (base_status or 0):

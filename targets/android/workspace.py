@@ -25,7 +25,12 @@ WORK_DIR = "/data/local/tmp/vitbench"
 MARK = "vitbench-"
 
 # Launches the runner in the background, samples its peak resident set (VmHWM, kB) until it
-# exits, then prints the marks vitbench reads. POSIX sh: runs under Android's mksh and toybox.
+# exits, then prints the marks vitbench reads. POSIX sh (Android's mksh), and of the phone's
+# userland only `sleep`: vendor toyboxes differ (some have no sed; some greps know no POSIX
+# bracket classes), so /proc/PID/status is parsed with the shell's own `read` and `case`. Each
+# sample reads the file in a subshell: a failed open (the runner is gone, or the shell user may
+# not read it) ends that subshell, never this script. `vitbench-vmhwm-reads` says how many
+# samples read the file, so vitbench can tell "not readable" from "no VmHWM line".
 WRAPPER = """\
 #!/system/bin/sh
 # vitbench: run a benchmark program and watch its peak memory (VmHWM of /proc/PID/status)
@@ -35,14 +40,22 @@ pid=$!
 echo "$pid" > pid
 echo "vitbench-pid $pid"
 hwm=0
-while grep -q '^State:[[:space:]]*[^Z[:space:]]' "/proc/$pid/status" 2>/dev/null; do
-  v=$(sed -n 's/^VmHWM:[^0-9]*\\([0-9]*\\).*/\\1/p' "/proc/$pid/status" 2>/dev/null)
-  [ -n "$v" ] && hwm=$v
+reads=0
+while :; do
+  s=$(exec 2>/dev/null; state=; kb=
+    while read -r key value rest; do
+      case "$key" in (State:) state=$value ;; (VmHWM:) kb=$value ;; esac
+    done < "/proc/$pid/status" && echo "$state $kb")
+  case "$s" in ""|Z*|X*) break ;; esac
+  reads=$((reads + 1))
+  kb=${s#* }
+  [ -n "$kb" ] && hwm=$kb
   sleep 0.02
 done
 wait "$pid"
 rc=$?
 echo "vitbench-vmhwm-kb $hwm"
+echo "vitbench-vmhwm-reads $reads"
 echo "vitbench-exit $rc"
 """
 
@@ -55,10 +68,11 @@ class RunResult:
 
     output: RunnerOutput
     exit_code: int
-    peak_kb: int | None
+    peak_kb: int | None  # VmHWM; None when the wrapper could not read it
     pid: int | None
     text: str
     etdump: BackendTimes | None = None
+    status_reads: int = 0  # samples in which the wrapper could read /proc/PID/status
 
 
 class PhoneFiles:
@@ -197,9 +211,11 @@ class Workspace:
             text += "\n" + self.phone.sh(f"logcat -d -v raw --pid={pid} 2>/dev/null").stdout
             output = parse_output(runner.kind, text)
         code = int(marks["exit"]) if marks.get("exit", "").lstrip("-").isdigit() else shell_exit
-        hwm = marks.get("vmhwm-kb", "")
+        hwm, reads = marks.get("vmhwm-kb", ""), marks.get("vmhwm-reads", "")
         peak = int(hwm) if hwm.isdigit() and int(hwm) else None
-        return RunResult(output, code, peak, pid, text)
+        return RunResult(
+            output, code, peak, pid, text, status_reads=int(reads) if reads.isdigit() else 0
+        )
 
     def cleanup(self, keep: bool) -> None:
         kept = self.files.kept(self.phone.serial)

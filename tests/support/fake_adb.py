@@ -9,7 +9,9 @@ Each phone is a folder on this machine. Shell commands run in bash with the phon
 first on PATH (scripted ``getprop``, ``dumpsys``, ``taskset``, ``su`` on rooted phones) and
 device paths (/data, /sdcard, /sys, /proc/meminfo) mapped into the folder; /proc/PID stays the
 real one, so VmHWM is the stand-in runner's real peak memory. A phone can be made to cool
-down over successive polls, or to drop off the bus in the middle of a command.
+down over successive polls, or to drop off the bus in the middle of a command; its toybox can
+lack commands (``missing=("sed",)``) or grep's POSIX bracket classes (``grep_classes=False``),
+and its shell can be kept from reading the runner's /proc/PID/status (``proc_readable=False``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import socketserver
@@ -45,6 +48,7 @@ SNAPDRAGON_PROPS = {
     "ro.soc.model": "SM8650",
     "ro.board.platform": "pineapple",
     "ro.product.cpu.abi": "arm64-v8a",
+    "ro.product.cpu.abilist": "arm64-v8a,armeabi-v7a,armeabi",
     "ro.hardware": "qcom",
 }
 MEDIATEK_PROPS = {
@@ -56,6 +60,7 @@ MEDIATEK_PROPS = {
     "ro.soc.model": "MT6989",
     "ro.board.platform": "mt6989",
     "ro.product.cpu.abi": "arm64-v8a",
+    "ro.product.cpu.abilist": "arm64-v8a,armeabi-v7a,armeabi",
     "ro.hardware": "mt6989",
 }
 
@@ -66,6 +71,8 @@ SNAPDRAGON_CPUS = (
     + [(3302400, 2500000, "walt")]
 )
 MEDIATEK_CPUS = [(2000000, 1500000, "schedutil")] * 4 + [(3250000, 2850000, "schedutil")] * 4
+# this machine's own tools, for the fake's scripts (a phone's bin/ may shadow them)
+SED, GREP = shutil.which("sed") or "/bin/sed", shutil.which("grep") or "/bin/grep"
 
 
 @dataclass
@@ -84,7 +91,12 @@ class FakePhone:
     # stream open and silent (a dumpsys stuck in a binder call, a getprop on a wedged phone)
     hang_on: tuple[str, float] | None = None
     present: bool = True
-    state: str = "device"  # "unauthorized": listed, but the USB debugging prompt was not accepted
+    # "unauthorized": listed, but the USB debugging prompt was not accepted; "offline": listed,
+    # but adbd does not answer (a loose cable, a phone waking up)
+    state: str = "device"
+    missing: tuple[str, ...] = ()  # commands this phone's toybox lacks ("sed")
+    grep_classes: bool = True  # False: its grep refuses POSIX bracket classes ([[:space:]])
+    proc_readable: bool = True  # False: its shell cannot read the runner's /proc/PID/status
     shell_v2: bool = True  # False: an adbd before Android 7, raw shell: only
     sends: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
@@ -114,8 +126,8 @@ class FakePhone:
         scripts = {
             "getprop": r"""#!/bin/bash
 if [ $# -eq 0 ]; then cat "$PHONE/state/props"; exit 0; fi
-sed -n "s/^\[$1\]: \[\(.*\)\]$/\1/p" "$PHONE/state/props"
-""",
+SED -n "s/^\[$1\]: \[\(.*\)\]$/\1/p" "$PHONE/state/props"
+""".replace("SED", SED),
             # pops the head of a space-separated queue file unless it is the last value
             "_next": r"""#!/bin/bash
 read -r -a q < "$1"; echo "${q[0]}"
@@ -145,9 +157,9 @@ esac
             "logcat": r"""#!/bin/bash
 pid=""
 for a in "$@"; do case "$a" in --pid=*) pid="${a#--pid=}";; esac; done
-[ -f "$PHONE/state/logcat" ] && sed -n "s/^$pid //p" "$PHONE/state/logcat"
+[ -f "$PHONE/state/logcat" ] && SED -n "s/^$pid //p" "$PHONE/state/logcat"
 exit 0
-""",
+""".replace("SED", SED),
             # adbd runs as the shell user, whoever runs this fake
             "id": r"""#!/bin/bash
 if [ "$1" = "-u" ]; then
@@ -167,10 +179,36 @@ shift; exec "$@"
 if [ "$1" = "-c" ]; then shift; fi
 case "$*" in "id -u") echo 0;; *) exec bash -c "$*";; esac
 """
+        scripts |= self._toybox_quirks()
+        for old in (self.root / "bin").iterdir():  # a re-setup drops quirks switched off
+            old.unlink()
         for name, text in scripts.items():
             p = self.root / "bin" / name
             p.write_text(text)
             p.chmod(0o755)
+
+    def _toybox_quirks(self) -> dict[str, str]:
+        """Commands that behave as on a sparser vendor build than this machine's."""
+        quirks = {
+            name: f'#!/bin/bash\necho "/system/bin/sh: {name}: inaccessible or not found" >&2\n'
+            "exit 127\n"
+            for name in self.missing
+        }
+        if not self.grep_classes:
+            quirks["grep"] = rf"""#!/bin/bash
+for a in "$@"; do
+  case "$a" in *'[[:'*) echo "grep: bad regex '$a': brackets ([ ]) not balanced" >&2; exit 2;; esac
+done
+exec {GREP} "$@"
+"""
+        if not self.proc_readable:
+            # scripts run by `sh FILE` see a /proc with no process in it (SELinux, hidepid)
+            quirks["sh"] = rf"""#!/bin/bash
+if [ "$1" = "-c" ] || [ ! -f "$1" ]; then exec /bin/sh "$@"; fi
+script=$1; shift
+exec /bin/sh -c "$({SED} "s#/proc/#$PHONE/proc/#g" "$script")" "$script" "$@"
+"""
+        return quirks
 
     def map_path(self, path: str) -> Path:
         return Path(_PATH_RE.sub(lambda m: str(self.root) + m.group(1), path))
@@ -292,12 +330,16 @@ class FakeAdbServer:
         if phone is None or not phone.present:
             self._fail(sock, f"device '{serial}' not found")
             return
-        if phone.state != "device":
+        if phone.state == "unauthorized":
             self._fail(
                 sock,
-                f"device {phone.state}. This adb server's $ADB_VENDOR_KEYS is not set; "
-                "try 'adb kill-server' if that seems wrong.",
+                "device unauthorized.\nThis adb server's $ADB_VENDOR_KEYS is not set\n"
+                "Try 'adb kill-server' if that seems wrong.\n"
+                "Otherwise check for a confirmation dialog on your device.",
             )
+            return
+        if phone.state != "device":
+            self._fail(sock, f"device {phone.state}")
             return
         self._okay(sock)
         service = self._read_request(sock)

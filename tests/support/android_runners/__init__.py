@@ -29,11 +29,12 @@ def install_runners(dest: Path) -> dict[str, Path]:
     return out
 
 
-def elf_file(path: Path, machine: int) -> Path:
-    """A file with just an ELF64 header for ``machine`` (183 aarch64, 62 x86-64)."""
-    head = bytearray(64)
+def elf_file(path: Path, machine: int, bits: int = 64) -> Path:
+    """A file with just an ELF header for ``machine`` (183 aarch64, 62 x86-64; 40 arm with
+    ``bits=32``)."""
+    head = bytearray(64 if bits == 64 else 52)
     head[:4] = b"\x7fELF"
-    head[4], head[5], head[6] = 2, 1, 1  # 64-bit, little-endian, version 1
+    head[4], head[5], head[6] = 2 if bits == 64 else 1, 1, 1  # class, little-endian, version 1
     head[16:18] = (2).to_bytes(2, "little")  # ET_EXEC
     head[18:20] = machine.to_bytes(2, "little")
     path.write_bytes(bytes(head))

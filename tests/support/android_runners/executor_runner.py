@@ -10,7 +10,9 @@ identifier ET12 fails to parse, as on a phone, and its outputs are the program's
 computed by ExecuTorch in the test process (tests/support/program_server.py, address in
 $VITBENCH_PROGRAM_SERVER) so that no runner pays for loading torch. Latencies come from the
 phone's physics.json; they are scripted, because this is a fake device. Bytes starting with
-CRASH make it abort after two executions.
+CRASH make it abort after two executions. Physics ``output_dtype`` ("float16") or
+``output_bytes`` (N) make it write its output files in another dtype or cut to N bytes: a
+runner built with other output handling than vitbench expects.
 """
 
 import json
@@ -116,6 +118,8 @@ def main() -> int:
     if outputs is None:
         return 1
     report_outputs(flags, outputs)
+    if flags["output_file"]:
+        misshape_outputs(physics, flags["output_file"], len(outputs))
     if "etdump_path" in flags and any(a.lstrip("-").startswith("etdump_path") for a in args):
         write_etdump(flags["etdump_path"], load_ms, times, float(physics.get("delegated", 0.75)))
         log("I", 229, f"ETDump written to file '{flags['etdump_path']}'.")
@@ -180,6 +184,20 @@ def report_outputs(flags: dict, outputs: list) -> None:
         for k, out in enumerate(outputs):
             sizes = ", ".join(map(str, out.shape))
             print(f"OutputX {k}: tensor(sizes=[{sizes}], {out.ravel()[:5].tolist()})")
+
+
+def misshape_outputs(physics: dict, prefix: str, count: int) -> None:
+    """Rewrite the output files in physics' ``output_dtype`` and cut to ``output_bytes``."""
+    import numpy as np
+
+    for k in range(count):
+        path = Path(f"{prefix}-{k}.bin")
+        data = path.read_bytes()
+        if physics.get("output_dtype"):
+            data = np.frombuffer(data, np.float32).astype(physics["output_dtype"]).tobytes()
+        if "output_bytes" in physics:
+            data = data[: int(physics["output_bytes"])]
+        path.write_bytes(data)
 
 
 def run_program(flags: dict, model: str):

@@ -1,7 +1,8 @@
 """Accuracy of a checkpoint (PyTorch) or of an exported artifact on a target's device, on
 one split of a data set, with the data set's own metric (and accuracy) and bootstrap
 intervals. The images go through :func:`harness.data.preprocess` either way, so the two
-numbers compare."""
+numbers compare; images that cannot be read are all listed in one error
+(:func:`harness.data.check_images`) before any inference."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from harness import metrics
-from harness.data import DataError, Dataset
+from harness.data import DataError, Dataset, check_images
 
 
 @dataclass
@@ -58,6 +59,7 @@ def model_accuracy(model: Any, ds: Dataset, n_boot: int = 1000) -> EvalResult:
     from harness.inference import predict, tensors
 
     ds.check_fits(model.config)
+    check_images(ds)
     data = tensors(ds, model.config.img_size, model.config.in_chans)
     return score_outputs(ds, predict(model, data), "pytorch", n_boot)
 
@@ -88,6 +90,7 @@ def artifact_accuracy(
         raise DataError(
             f"artifact {artifact.path} takes input shape {shape}; expected a square image size"
         )
+    check_images(ds)
     x = ds.inputs(h, chans)
     batch = batch or 64  # a symbolic batch takes any size
     batches = []

@@ -126,9 +126,9 @@ def test_isic_drops_unk_and_keeps_downsampled_names(tmp_path):
     assert s["train"].classes == ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")
     assert s["train"].metric == "balanced_accuracy"
     items = [p for ds in s.values() for p in ds.items]
-    assert len(items) == 32 and sum("_downsampled" in p.name for p in items) == 8
+    assert len(items) == 48 and sum("_downsampled" in p.name for p in items) == 8
     labels = np.concatenate([ds.labels for ds in s.values()])
-    assert np.bincount(labels).tolist() == [4] * 8
+    assert np.bincount(labels).tolist() == [6] * 8
 
 
 def test_isic_unk_row_is_an_error(tmp_path):
@@ -143,7 +143,7 @@ def test_busi_skips_mask_files(tmp_path):
     make_busi(tmp_path)
     s = _all_splits(tmp_path)
     items = [p for ds in s.values() for p in ds.items]
-    assert len(items) == 15 and not any("_mask" in p.name for p in items)
+    assert len(items) == 18 and not any("_mask" in p.name for p in items)
     assert (
         s["train"].classes == ("benign", "malignant", "normal") and s["train"].metric == "accuracy"
     )
@@ -224,7 +224,8 @@ def test_unreadable_image_is_listed(tmp_path):
         except DataError as exc:
             found.append(str(exc))
     msg = " ".join(found)
-    assert "unreadable" in msg and "img0.png" in msg and "img1.png" in msg
+    assert "cannot be read" in msg
+    assert "a/img0.png (cannot identify image file)" in msg and "b/img1.png (empty file)" in msg
 
 
 def test_wrong_layout_says_what_was_expected_and_found(tmp_path):

@@ -74,9 +74,11 @@ def train(
 
     from harness.accuracy import model_accuracy
     from harness.compress import TrainSettings, fit, tensors
+    from harness.data import check_images
     from harness.model import load_model, save_checkpoint
 
     splits = load_splits(data, uncertain, frontal_only)
+    check_images(*splits.values())  # every split, before the first epoch
     tr = splits["train"]
     overrides = model_overrides(in_chans, num_classes, img_size, head_dim)
     if not Path(model).is_dir():  # a preset or an import takes the data set's head and task
@@ -212,6 +214,7 @@ def compress(
         tensors,
     )
     from harness.compress import compress as run_compress
+    from harness.data import check_images
     from harness.model import count_params, load_model, save_checkpoint
 
     if sum(x is not None for x in (target_params, keep_ratio, target_size_mb)) != 1:
@@ -226,6 +229,7 @@ def compress(
         budget = int(target_size_mb * 1e6 / 4)
     check_target(net, budget)
     splits = load_splits(data, uncertain, frontal_only)
+    check_images(*splits.values())
     tr = splits["train"]
     tr.check_fits(net.config)
     cfg = net.config

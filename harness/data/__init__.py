@@ -12,6 +12,8 @@ Two functions are all most code needs::
 :class:`Dataset` (labels, task kind, metric name, image paths or arrays). ``preprocess`` is the
 only place images become model input (resize, grey/colour to ``in_chans``, normalisation):
 training, evaluation, export calibration and on-device accuracy all go through it.
+``check_images(*splits)`` lists, in one error, every image of those splits that cannot be read
+(cheaply: headers, PNG checksums, JPEG end markers); commands call it before work starts.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from harness.data.dataset import (
     STD,
     DataError,
     Dataset,
+    ImageTooLarge,
+    check_images,
     preprocess,
     read_image,
     stratified_split,
@@ -67,6 +71,8 @@ __all__ = [
     "STD",
     "DataError",
     "Dataset",
+    "ImageTooLarge",
+    "check_images",
     "detect_layout",
     "load_dataset",
     "parse_spec",

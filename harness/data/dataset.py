@@ -9,6 +9,10 @@ so a model sees the same pixels wherever it runs.
 
 from __future__ import annotations
 
+import re
+import struct
+import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,6 +33,16 @@ STD = {3: (0.229, 0.224, 0.225), 1: (0.5,)}
 
 class DataError(UserError):
     """A data set that is missing, in the wrong layout, or does not fit the model."""
+
+
+class ImageTooLarge(ValueError):
+    """An image over PIL's pixel limit (``PIL.Image.MAX_IMAGE_PIXELS``, its guard against
+    decompression bombs)."""
+
+
+# What PIL raises for a file that is not an image, or a damaged one.
+CORRUPT = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error, zlib.error)
+LISTED = 10  # unreadable images named in the error; the count is always exact
 
 
 @dataclass(frozen=True)
@@ -65,20 +79,18 @@ class Dataset:
 
     def images(self) -> list[np.ndarray]:
         """Every image decoded (uint8, H x W or H x W x C). Files that are missing or cannot
-        be decoded are all listed in one error; none is skipped."""
+        be decoded are all listed in one error (as :func:`check_images` lists them); none is
+        skipped."""
         if isinstance(self.items, np.ndarray):
             return list(self.items)
         out, bad = [], []
         for item in self.items:
             try:
                 out.append(read_image(item))
-            except (OSError, ValueError) as exc:
-                bad.append(f"{item} ({type(exc).__name__})")
+            except CORRUPT as exc:
+                bad.append((self, item, why_unreadable(exc, item)))
         if bad:
-            listed = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-            raise DataError(
-                f"{self.layout} {self.split}: {len(bad)} image(s) missing or unreadable: {listed}"
-            )
+            raise unreadable_error(bad)
         return out
 
     def inputs(self, img_size: int, in_chans: int) -> np.ndarray:
@@ -104,9 +116,7 @@ class Dataset:
 
 def read_image(path: str | Path) -> np.ndarray:
     """Decode one image file to a uint8 array (H x W grey or H x W x 3 colour)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
+    with open_image(path) as im:
         im.load()
         if im.mode in ("L", "RGB"):
             return np.asarray(im)
@@ -117,6 +127,109 @@ def read_image(path: str | Path) -> np.ndarray:
         if im.mode in ("LA", "1"):
             return np.asarray(im.convert("L"))
         return np.asarray(im.convert("RGB"))
+
+
+def open_image(path: str | Path):
+    """PIL's lazily opened image (header read, pixels not decoded). An image over PIL's pixel
+    limit raises :class:`ImageTooLarge` (PIL would warn, or raise its own error at twice the
+    limit)."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return Image.open(path)
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+            m = re.search(r"\((\d+) pixels\)", str(exc))
+            size = f"{int(m.group(1)):,} pixels" if m else "too many pixels"
+            raise ImageTooLarge(
+                f"{size}, over PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS:,}, PIL's "
+                "guard against decompression bombs"
+            ) from None
+
+
+def _check_intact(im: Any) -> None:
+    """Raise if an opened image's data is damaged, as cheaply as the format allows: a PNG's
+    chunk checksums (no inflating); a JPEG's end-of-image marker after its scan data (a cut
+    file has none; no decoding); any other format is decoded."""
+    if im.format == "PNG":
+        im.verify()
+    elif im.format == "JPEG":
+        start = im.fp.tell()  # PIL stops reading at the start of scan
+        end = im.fp.seek(0, 2)
+        im.fp.seek(max(start, end - 4096))
+        if b"\xff\xd9" not in im.fp.read():
+            im.fp.seek(start)  # trailing bytes after the marker: look through the whole scan
+            if b"\xff\xd9" not in im.fp.read():
+                raise OSError("truncated JPEG: no end-of-image marker")
+    else:
+        im.load()
+
+
+def why_unreadable(exc: BaseException, path: Any) -> str:
+    """A few words on why an image file cannot be read (the path is named beside them)."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, FileNotFoundError):
+        return "missing"
+    if isinstance(exc, ImageTooLarge):
+        return str(exc)
+    if isinstance(exc, UnidentifiedImageError):
+        empty = Path(path).is_file() and Path(path).stat().st_size == 0
+        return "empty file" if empty else "cannot identify image file"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = " ".join(str(exc).replace(str(path), "").split()).strip(" '\"")
+    if text == "Truncated File Read":  # PIL's words for a file that ends too soon
+        return "truncated file"
+    return text[:120] or type(exc).__name__
+
+
+def unreadable(ds: Dataset) -> list[tuple[Any, str]]:
+    """Each image file of ``ds`` that cannot be read, with why; cheap (see
+    :func:`_check_intact`): a header read per file plus a checksum or marker scan."""
+    if isinstance(ds.items, np.ndarray):
+        return []
+    bad = []
+    for item in ds.items:
+        try:
+            with open_image(item) as im:
+                _check_intact(im)
+        except CORRUPT as exc:
+            bad.append((item, why_unreadable(exc, item)))
+    return bad
+
+
+def check_images(*datasets: Dataset) -> None:
+    """One error listing every image that cannot be read in any of ``datasets`` (the splits
+    a command reads), split by split, before any work starts."""
+    bad = [(ds, item, why) for ds in datasets for item, why in unreadable(ds)]
+    if bad:
+        raise unreadable_error(bad)
+
+
+def unreadable_error(bad: list[tuple[Dataset, Any, str]]) -> DataError:
+    """``layout data set ROOT: N images cannot be read: train: a.png (why), ...; test: ...``:
+    the first :data:`LISTED` named (paths relative to the data set's root), the count exact."""
+    first = bad[0][0]
+    groups: dict[str, list[str]] = {}
+    for ds, item, why in bad[:LISTED]:
+        groups.setdefault(ds.split, []).append(f"{_relative(item, ds.root)} ({why})")
+    listed = "; ".join(f"{split}: {', '.join(names)}" for split, names in groups.items())
+    if len(bad) > LISTED:
+        listed += f"; and {len(bad) - LISTED} more"
+    n = len(bad)
+    return DataError(
+        f"{first.layout} data set {first.root}: {n} image{'s' if n > 1 else ''} cannot be read: "
+        f"{listed}"
+    )
+
+
+def _relative(item: Any, root: Path) -> str:
+    try:
+        return str(Path(item).relative_to(root))
+    except ValueError:
+        return str(item)
 
 
 def _to_channels(img: np.ndarray, in_chans: int) -> np.ndarray:

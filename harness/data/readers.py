@@ -2,7 +2,9 @@
 
 Each reader takes the data set's root and a split and returns a :class:`Dataset`. Where the
 data set has no split of its own, :func:`stratified_split` makes a deterministic one
-(70 / 15 / 15). Missing image files are all listed in one error when the data set is read.
+(70 / 15 / 15). Missing image files are all listed in one error when the data set is read;
+a class folder with no images (or only segmentation masks) and a split that comes out empty
+are refused, each with one line.
 """
 
 from __future__ import annotations
@@ -61,6 +63,48 @@ def _check_split(split: str) -> None:
         raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
 
 
+def _split_of(labels: np.ndarray, split: str, layout: str, root: Path, source: str) -> np.ndarray:
+    """:func:`stratified_split` indices of ``split``; a split that comes out empty is refused."""
+    if len(labels) == 0:
+        raise DataError(f"{layout} data set {root}: {source} lists no images")
+    idx = stratified_split(labels, split)
+    if idx.size == 0:
+        raise DataError(
+            f"{layout} data set {root}: the {split} split is empty: the 70/15/15 split per class "
+            f"of its {len(labels)} image(s) leaves it none (a class reaches every split from 6 "
+            "images)"
+        )
+    return idx
+
+
+_MASK = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)
+
+
+def _class_images(folder: Path, root: Path, layout: str, masks: str) -> list[Path]:
+    """The images of one class folder, segmentation masks (BUSI's ``x_mask.png``,
+    ``x_mask_1.png``) left out: every mask (``masks="all"``) or only a mask beside its image
+    (``masks="beside"``). A folder with no images, or only masks, is refused."""
+    files = image_files(folder)
+    where = folder.relative_to(root) if folder.is_relative_to(root) else folder
+    if not files:
+        raise DataError(
+            f"{layout} data set {root}: class folder {where}/ holds no images "
+            f"({', '.join(IMAGE_SUFFIXES)}); found {listing(folder)}"
+        )
+    stems = {p.stem.lower() for p in files}
+    mask = [bool(_MASK.search(p.stem)) for p in files]
+    if all(mask):
+        raise DataError(
+            f"{layout} data set {root}: class folder {where}/ holds only segmentation masks "
+            f"({len(files)} *_mask files, e.g. {files[0].name}) and no images"
+        )
+    return [
+        p
+        for p, m in zip(files, mask, strict=True)
+        if not m or (masks == "beside" and _MASK.sub("", p.stem).lower() not in stems)
+    ]
+
+
 # -- CheXpert-v1.0-small ------------------------------------------------------------------------
 
 CHEXPERT_LABELS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
@@ -107,14 +151,13 @@ def read_chexpert(
     rows = _read_csv(root / csv_name, ["Path", "Frontal/Lateral", *CHEXPERT_LABELS], "CheXpert")
     if frontal_only:
         rows = [r for r in rows if r["Frontal/Lateral"].lower() == "frontal"]
+    if not rows:
+        raise DataError(
+            f"CheXpert data set {root}: the {split} split is empty: {csv_name} has no"
+            f"{' frontal' if frontal_only else ''} rows"
+        )
     if split != "test":
-        patients = sorted({_chexpert_patient(r["Path"]) for r in rows})
-        rng = np.random.Generator(np.random.PCG64(0))
-        n_val = max(1, int(round(val_fraction * len(patients)))) if len(patients) > 1 else 0
-        val_patients = {patients[i] for i in rng.permutation(len(patients))[:n_val]}
-        rows = [
-            r for r in rows if (_chexpert_patient(r["Path"]) in val_patients) == (split == "val")
-        ]
+        rows = _chexpert_patient_split(rows, split, val_fraction, root)
     labels = np.zeros((len(rows), len(CHEXPERT_LABELS)), dtype=np.float32)
     for i, r in enumerate(rows):
         for j, name in enumerate(CHEXPERT_LABELS):
@@ -124,6 +167,23 @@ def read_chexpert(
     return Dataset(
         "chexpert", root, split, "multilabel", "mean_auc", CHEXPERT_LABELS, labels, paths
     )
+
+
+def _chexpert_patient_split(
+    rows: list[dict[str, str]], split: str, val_fraction: float, root: Path
+) -> list[dict[str, str]]:
+    """The rows of ``train.csv`` for ``split`` (``train`` or ``val``): a fixed
+    ``val_fraction`` of the patients go to ``val``, so no patient is in both."""
+    patients = sorted({_chexpert_patient(r["Path"]) for r in rows})
+    if split == "val" and len(patients) < 2:
+        raise DataError(
+            f"CheXpert data set {root}: the val split is empty: train.csv has one patient, and "
+            "train and val are split by patient"
+        )
+    rng = np.random.Generator(np.random.PCG64(0))
+    n_val = max(1, int(round(val_fraction * len(patients)))) if len(patients) > 1 else 0
+    val_patients = {patients[i] for i in rng.permutation(len(patients))[:n_val]}
+    return [r for r in rows if (_chexpert_patient(r["Path"]) in val_patients) == (split == "val")]
 
 
 def _chexpert_patient(path: str) -> str:
@@ -181,7 +241,7 @@ def read_aptos(root: Path, split: str) -> Dataset:
             )
         labels[i] = int(r["diagnosis"])
     paths = [root / "train_images" / f"{r['id_code']}.png" for r in rows]
-    idx = stratified_split(labels, split)
+    idx = _split_of(labels, split, "APTOS 2019", root, "train.csv")
     paths = [paths[i] for i in idx]
     _check_files(paths, "APTOS 2019", split)
     return Dataset("aptos2019", root, split, "ordinal", "qwk", APTOS_GRADES, labels[idx], paths)
@@ -223,7 +283,7 @@ def read_isic2019(root: Path, split: str) -> Dataset:
             )
         labels[i] = int(np.argmax(onehot))
     paths = [images / f"{r['image']}.jpg" for r in rows]
-    idx = stratified_split(labels, split)
+    idx = _split_of(labels, split, "ISIC 2019", root, ISIC_CSV)
     paths = [paths[i] for i in idx]
     _check_files(paths, "ISIC 2019", split)
     return Dataset(
@@ -235,7 +295,6 @@ def read_isic2019(root: Path, split: str) -> Dataset:
 
 BUSI_CLASSES = ("benign", "malignant", "normal")
 BUSI_DIR = "Dataset_BUSI_with_GT"
-_MASK = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)
 
 
 def read_busi(root: Path, split: str) -> Dataset:
@@ -253,12 +312,11 @@ def read_busi(root: Path, split: str) -> Dataset:
         )
     paths, labels = [], []
     for k, cls in enumerate(BUSI_CLASSES):
-        for p in image_files(root / cls):
-            if not _MASK.search(p.stem):
-                paths.append(p)
-                labels.append(k)
+        files = _class_images(root / cls, root, "BUSI", masks="all")
+        paths += files
+        labels += [k] * len(files)
     y = np.asarray(labels, dtype=np.int64)
-    idx = stratified_split(y, split)
+    idx = _split_of(y, split, "BUSI", root, "the class folders")
     return Dataset(
         "busi", root, split, "multiclass", "accuracy", BUSI_CLASSES, y[idx], [paths[i] for i in idx]
     )
@@ -292,6 +350,8 @@ def read_medmnist(path: Path, split: str, task: str | None = None) -> Dataset:
             f"{path}: {split}_images has shape {images.shape} and {split}_labels {raw.shape}; "
             "expected (N, H, W[, 3]) images and N labels"
         )
+    if images.shape[0] == 0:
+        raise DataError(f"medmnist data set {path}: the {split} split is empty ({split}_images)")
     if raw.ndim == 2 and raw.shape[1] > 1:
         kind = "multilabel"
         metric = metric_for(kind, raw.shape[1])
@@ -330,16 +390,19 @@ def read_folder(root: Path, split: str) -> Dataset:
     paths, labels = [], []
     for k, cls in enumerate(classes):
         folder = base / cls
-        if not folder.is_dir():
+        if not folder.is_dir():  # a class may be absent from a pre-made val or test split
             continue
-        files = image_files(folder)
+        files = _class_images(folder, root, "folder", masks="beside")
         paths += files
         labels += [k] * len(files)
     if not paths:
-        raise DataError(f"{base}: no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders")
+        raise DataError(
+            f"folder data set {root}: the {split} split is empty: {base} has none of the class "
+            f"folders ({', '.join(classes)}); found {listing(base)}"
+        )
     y = np.asarray(labels, dtype=np.int64)
     if not presplit:
-        idx = stratified_split(y, split)
+        idx = _split_of(y, split, "folder", root, "the class folders")
         paths, y = [paths[i] for i in idx], y[idx]
     return Dataset(
         "folder",

@@ -91,7 +91,7 @@ def make_aptos(root: Path, per_grade: int = 6) -> Path:
 ISIC_COLUMNS = ["image", "MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
 
 
-def make_isic(root: Path, per_class: int = 4) -> Path:
+def make_isic(root: Path, per_class: int = 6) -> Path:
     images = root / "ISIC_2019_Training_Input"
     rows = []
     n = 0
@@ -109,7 +109,7 @@ def make_isic(root: Path, per_class: int = 4) -> Path:
     return root
 
 
-def make_busi(root: Path, per_class: int = 5) -> Path:
+def make_busi(root: Path, per_class: int = 6) -> Path:
     base = root / "Dataset_BUSI_with_GT"
     for c, cls in enumerate(("benign", "malignant", "normal")):
         for k in range(1, per_class + 1):
@@ -150,6 +150,16 @@ def make_folder(root: Path, classes=("cyst", "normal", "tumour"), per_class: int
         for k in range(per_class):
             write_image(root / cls / f"img{k}.png", seed=c * 50 + k)
     return root
+
+
+def spoil(path: Path, how: str) -> Path:
+    """Damage an image file as real copies get damaged: ``garbage`` (not an image at all),
+    ``empty`` (zero bytes) or ``cut`` (the second half lost, as a broken download)."""
+    data = path.read_bytes()
+    path.write_bytes(
+        {"garbage": b"<html>404</html>", "empty": b"", "cut": data[: len(data) // 2]}[how]
+    )
+    return path
 
 
 def _write_csv(path: Path, header, rows) -> None:

@@ -3,7 +3,8 @@
 Third-party libraries write to the terminal three ways, each kept out here:
 
 - Python warnings (torch's FutureWarnings, coremltools' deprecations): captured into the
-  ``py.warnings`` logger;
+  ``py.warnings`` logger (vitbench's own, :class:`harness.errors.VitbenchWarning`, are also
+  printed as ``warning: ...``);
 - Python loggers of other packages ("torchvision is not installed", torchao's failed loads):
   their records go to the log file only, never to the last-resort stderr handler;
 - native runtimes that print through Python's ``sys.stderr`` (ExecuTorch's
@@ -112,11 +113,28 @@ def setup(verbose: bool = False, log_file: str | Path | None = None) -> Path | N
         root.addHandler(shown)
     logging.captureWarnings(True)
     warnings.simplefilter("default")  # every warning reaches the log once per place
+    warnings.showwarning = _own_warnings_shown(warnings.showwarning)
     if not isinstance(sys.stderr, NativeLineFilter):
         plain = sys.stderr
         sys.stderr = NativeLineFilter(plain, logging.getLogger("vitbench.native"), verbose)
         _reroute_handlers(plain, sys.stderr)
     return path
+
+
+def _own_warnings_shown(to_log):
+    """``warnings.showwarning`` that also prints vitbench's own warnings as one line."""
+    from harness.errors import VitbenchWarning
+
+    if getattr(to_log, "_vitbench", False):
+        return to_log
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, VitbenchWarning):
+            sys.stderr.write(f"warning: {message}\n")
+        to_log(message, category, filename, lineno, file, line)
+
+    show._vitbench = True
+    return show
 
 
 def _reroute_handlers(old, new) -> None:

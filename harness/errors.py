@@ -47,3 +47,9 @@ class CheckpointError(UserError):
 
 class ConfigError(UserError):
     """A model configuration with unknown, missing or invalid fields."""
+
+
+class VitbenchWarning(UserWarning):
+    """A warning vitbench gives its user (a value an import had to guess): shown on the
+    terminal as ``warning: ...`` and kept in the log, unlike third-party warnings, which
+    only reach the log (harness.console)."""

@@ -22,13 +22,14 @@ def model_options(fn):
         "--head-dim",
         type=click.IntRange(min=1),
         default=None,
-        help="Head dimension when importing timm weights (default 64).",
+        help="Head dimension when importing timm weights (default: a config.json beside "
+        "them, else timm's architecture table, else 64 with a warning).",
     )(fn)
     fn = click.option(
         "--img-size",
         type=click.IntRange(min=1),
         default=None,
-        help="Input resolution (presets only).",
+        help="Input resolution (a checkpoint's pos_embed is resampled bicubically).",
     )(fn)
     fn = click.option(
         "--num-classes",

@@ -10,10 +10,13 @@ from harness.model.presets import PRESETS, preset_config, preset_names
 _LAZY = {
     "VisionTransformer": "harness.model.vit",
     "build_model": "harness.model.vit",
-    "import_timm": "harness.model.checkpoint",
+    "ImportGuessWarning": "harness.model.timm_import",
+    "import_timm": "harness.model.timm_import",
+    "infer_config": "harness.model.timm_import",
     "load_checkpoint": "harness.model.checkpoint",
     "load_config": "harness.model.checkpoint",
     "load_model": "harness.model.checkpoint",
+    "resample_pos_embed": "harness.model.weights",
     "save_checkpoint": "harness.model.checkpoint",
 }
 

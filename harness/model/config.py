@@ -2,6 +2,14 @@
 
 Every block may have its own number of heads and its own MLP width, which is what head and
 FFN pruning produce. The head dimension is shared by all heads of the model, as in timm.
+
+Four fields describe timm's variants of the plain ViT: ``class_token`` (False: no class token,
+``pos_embed`` covers the patches only), ``global_pool`` ("token": the class token's features;
+"avg": the mean of the patch tokens), ``fc_norm`` (the final LayerNorm after pooling, as
+``fc_norm``, instead of before it, as ``norm``: MAE-pretrained ViTs such as RETFound) and
+``pre_norm`` (a LayerNorm ``norm_pre`` between the position embedding and the first block: CLIP
+image towers). At their defaults they are left out of ``config.json`` and of the model hash, so
+a plain ViT's files are the same as before they existed.
 """
 
 from __future__ import annotations
@@ -16,6 +24,14 @@ from typing import Any
 from harness.errors import ConfigError
 
 TASKS = ("multiclass", "multilabel", "ordinal")
+POOLS = ("token", "avg")
+# the variant fields and the plain ViT's values, which config.json leaves out
+VARIANT_DEFAULTS: dict[str, Any] = {
+    "class_token": True,
+    "global_pool": "token",
+    "fc_norm": False,
+    "pre_norm": False,
+}
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,10 @@ class ViTConfig:
     seed: int = 0
     name: str = ""
     labels: tuple[str, ...] = field(default=())
+    class_token: bool = True
+    global_pool: str = "token"
+    fc_norm: bool = False
+    pre_norm: bool = False
 
     def __post_init__(self) -> None:
         # Accept lists from JSON and keep the dataclass hashable.
@@ -56,8 +76,12 @@ class ViTConfig:
         return self.grid_size**2
 
     @property
+    def num_prefix_tokens(self) -> int:
+        return 1 if self.class_token else 0
+
+    @property
     def num_tokens(self) -> int:
-        return self.num_patches + 1  # class token
+        return self.num_patches + self.num_prefix_tokens
 
     # -- checks --------------------------------------------------------------------------
     def validate(self) -> None:
@@ -94,6 +118,17 @@ class ViTConfig:
             f"{len(self.labels)} labels given for {self.num_classes} classes",
         )
         need(self.norm_eps > 0, f"norm_eps must be positive, got {self.norm_eps}")
+        need(
+            self.global_pool in POOLS,
+            f"global_pool must be one of {', '.join(POOLS)}, got {self.global_pool!r}",
+        )
+        need(
+            self.class_token or self.global_pool != "token",
+            "global_pool 'token' needs a class token (class_token true)",
+        )
+        for name in ("class_token", "fc_norm", "pre_norm"):
+            value = getattr(self, name)
+            need(isinstance(value, bool), f"{name} must be true or false, got {value!r}")
 
     # -- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -101,6 +136,9 @@ class ViTConfig:
         d["num_heads"] = list(self.num_heads)
         d["mlp_dims"] = list(self.mlp_dims)
         d["labels"] = list(self.labels)
+        for name, default in VARIANT_DEFAULTS.items():
+            if d[name] == default:
+                del d[name]
         return d
 
     def to_json(self) -> str:
@@ -164,7 +202,8 @@ def count_params(cfg: ViTConfig) -> int:
     """Parameter count from the configuration alone (no weights are built)."""
     d, hd = cfg.embed_dim, cfg.head_dim
     n = cfg.in_chans * cfg.patch_size**2 * d + d  # patch_embed.proj
-    n += d + cfg.num_tokens * d  # cls_token, pos_embed
+    n += d * cfg.num_prefix_tokens + cfg.num_tokens * d  # cls_token, pos_embed
+    n += 2 * d if cfg.pre_norm else 0  # norm_pre
     bias = 1 if cfg.qkv_bias else 0
     for h, m in zip(cfg.num_heads, cfg.mlp_dims, strict=False):
         inner = h * hd
@@ -174,7 +213,7 @@ def count_params(cfg: ViTConfig) -> int:
         n += 2 * d  # norm2
         n += d * m + m  # mlp.fc1
         n += m * d + d  # mlp.fc2
-    n += 2 * d  # norm
+    n += 2 * d  # norm (or fc_norm)
     n += d * cfg.num_classes + cfg.num_classes  # head
     return n
 
@@ -216,7 +255,7 @@ def describe(cfg: ViTConfig) -> dict[str, Any]:
         "task": cfg.task,
         "num_heads": list(cfg.num_heads),
         "mlp_dims": list(cfg.mlp_dims),
-    }
+    } | {k: getattr(cfg, k) for k, v in VARIANT_DEFAULTS.items() if getattr(cfg, k) != v}
 
 
 def is_square(n: int) -> bool:

@@ -3,6 +3,10 @@
 Written after timm's ``vision_transformer.py`` so that its state-dict names are the ones the
 field knows (patch_embed.proj, cls_token, pos_embed, blocks.N.norm1 / attn.qkv / attn.proj /
 norm2 / mlp.fc1 / mlp.fc2, norm, head) and real timm or DeiT checkpoints load unchanged.
+timm's variants that medical models use are here too, under timm's names: no class token
+(``class_token=False``), average pooling of the patch tokens (``global_pool="avg"``), the final
+norm after pooling (``fc_norm``, MAE / RETFound) and a norm before the blocks (``norm_pre``,
+CLIP image towers). A plain ViT builds exactly the modules it always had.
 
 Two differences from timm, both on purpose:
 
@@ -88,20 +92,24 @@ class Block(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    """ViT with a class token, learned position embeddings and per-block widths."""
+    """ViT with learned position embeddings and per-block widths; a class token unless the
+    config says otherwise."""
 
     def __init__(self, config: ViTConfig):
         super().__init__()
         self.config = config
-        d = config.embed_dim
+        d, eps = config.embed_dim, config.norm_eps
         self.patch_embed = PatchEmbed(config.patch_size, config.in_chans, d)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d)) if config.class_token else None
         self.pos_embed = nn.Parameter(torch.zeros(1, config.num_tokens, d))
+        self.norm_pre = nn.LayerNorm(d, eps=eps) if config.pre_norm else None
         self.blocks = nn.ModuleList(
-            Block(d, h, config.head_dim, m, config.qkv_bias, config.norm_eps)
+            Block(d, h, config.head_dim, m, config.qkv_bias, eps)
             for h, m in zip(config.num_heads, config.mlp_dims, strict=False)
         )
-        self.norm = nn.LayerNorm(d, eps=config.norm_eps)
+        # one final norm: before pooling (`norm`, timm's default) or after it (`fc_norm`)
+        self.norm = None if config.fc_norm else nn.LayerNorm(d, eps=eps)
+        self.fc_norm = nn.LayerNorm(d, eps=eps) if config.fc_norm else None
         self.head = nn.Linear(d, config.num_classes)
 
     def forward(
@@ -117,18 +125,33 @@ class VisionTransformer(nn.Module):
         scale each head's output; pruning uses their gradients.
         """
         x = self.patch_embed(x)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         x = x + self.pos_embed
+        if self.norm_pre is not None:
+            x = self.norm_pre(x)
         maps = []
         for i, block in enumerate(self.blocks):
             x, attn = block(x, None if head_gates is None else head_gates[i])
             if return_attention:
                 maps.append(attn)
-        x = self.norm(x)
-        logits = self.head(x[:, 0])
+        logits = self.head(self.pool(x))
         if return_attention:
             return logits, maps
         return logits
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """The features the head reads, from the last block's tokens (B, T, D) -> (B, D)."""
+        if self.norm is not None:
+            x = self.norm(x)
+        if self.config.global_pool == "token":
+            x = x[:, 0]
+        else:  # "avg": the mean of the patch tokens, the class token left out (as timm)
+            n = self.config.num_prefix_tokens
+            x = (x[:, n:] if n else x).mean(dim=1)  # no full-range slice: Core ML has no alias
+        if self.fc_norm is not None:
+            x = self.fc_norm(x)
+        return x
 
     @torch.no_grad()
     def init_weights(self, seed: int) -> VisionTransformer:
@@ -138,7 +161,7 @@ class VisionTransformer(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("bias"):
                 p.zero_()
-            elif ".norm" in name or name.startswith("norm."):
+            elif ".norm" in name or name.startswith(("norm.", "norm_pre.", "fc_norm.")):
                 p.fill_(1.0)
             elif name == "cls_token":
                 nn.init.normal_(p, std=1e-6, generator=g)

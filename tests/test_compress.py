@@ -182,11 +182,13 @@ sys.path.insert(0, {repo!r})
 torch.set_num_threads(1)
 from harness.compress import CompressSettings, TrainSettings, compress, fit, tensors
 from harness.data import load_dataset
-from harness.model import build_model, count_params
+from harness.model import ViTConfig, build_model, count_params
+import json
 import torch.distributed as dist
+cfg = ViTConfig.from_dict(json.loads({cfg!r}))
 train = tensors(load_dataset({data!r}, split="train"), 16, 1)
 val = tensors(load_dataset({data!r}, split="val"), 16, 1)
-model = fit(build_model(_cfg()).train(), train, TrainSettings(epochs=2, batch_size=8), val=val,
+model = fit(build_model(cfg).train(), train, TrainSettings(epochs=2, batch_size=8), val=val,
             metric="auc")
 # every rank holds the same weights after DDP steps (gradients were averaged)
 w = model.blocks[0].attn.qkv.weight.detach().clone()
@@ -212,7 +214,9 @@ def test_same_training_code_runs_under_torchrun_ddp(tmp_path):
     data = make_medmnist(tmp_path / "toy.npz", size=16, n=(64, 16, 16), learnable=True)
     script = tmp_path / "ddp_train.py"
     script.write_text(
-        DDP_SCRIPT.format(repo=str(REPO), data=str(data), work=str(tmp_path / "work"))
+        DDP_SCRIPT.format(
+            repo=str(REPO), data=str(data), work=str(tmp_path / "work"), cfg=_cfg().to_json()
+        )
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(

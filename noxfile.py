@@ -17,9 +17,12 @@ def _install(session: nox.Session, extras: str = "dev") -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The default suite: everything not marked slow."""
+    """The default suite: everything not marked slow, one worker per core (at most four),
+    each test file on one worker (its module fixtures made once). The workers share one
+    export cache (tests/conftest.py). `nox -s tests -- -n 0` runs it in one process."""
     _install(session)
-    session.run("pytest", "-m", "not slow", *session.posargs)
+    workers = ("-n", "auto", "--maxprocesses", "4", "--dist", "loadfile")
+    session.run("pytest", "-m", "not slow", *workers, *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -59,15 +59,17 @@ def _from_npz(path: Path) -> np.ndarray:
 def _from_folder(path: Path, limit: int, channels: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
+    from harness.data.dataset import ImageTooLarge, open_image
+
     files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     if not files:
         raise UserError(f"{path}: no PNG or JPEG images in this folder")
     out = []
     for f in files:
         try:
-            with Image.open(f) as im:
+            with open_image(f) as im:  # PIL's pixel limit is one line, as for data sets
                 arr = np.asarray(im.convert("L" if channels == 1 else "RGB"))
-        except (OSError, UnidentifiedImageError) as exc:
+        except (OSError, UnidentifiedImageError, ImageTooLarge) as exc:
             raise UserError(f"{f}: not a readable image ({exc})") from None
         out.append(arr)
     sizes = {a.shape for a in out}

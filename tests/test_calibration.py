@@ -67,3 +67,19 @@ def test_seeded_when_none_and_hash_tracks_content():
 def test_bad_calibration_data(tmp_path, make, message):
     with pytest.raises(UserError, match=message.replace("*", r"\*").replace(".", r"\.")):
         calibration_images(make(tmp_path), (1, 1, 16, 16))
+
+
+def test_a_calibration_image_over_pils_size_limit_is_one_line(tmp_path, monkeypatch):
+    import warnings
+
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(folder / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4,096 pixels is over it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning either
+        with pytest.raises(UserError) as err:
+            calibration_images(folder, (1, 1, 16, 16))
+    text = str(err.value)
+    assert "big.png" in text and "4,096 pixels" in text and "MAX_IMAGE_PIXELS = 1,000" in text
+    assert "\n" not in text

@@ -143,9 +143,10 @@ def drift(samples: Sequence[float] | np.ndarray) -> tuple[float, bool]:
 
 
 def leading_warmup(samples: Sequence[float] | np.ndarray, window: int = 5) -> int:
-    """How many leading samples are warm-up: from a slow first sample (slower than the run's
-    steady state: the second half's median plus three robust deviations, at least 2%) until
-    ``window`` samples in a row are not slow. Services that report every iteration they ran
+    """How many leading samples are warm-up: from a clearly slow first sample (over the
+    second half's median by five robust deviations and at least 10%) until ``window``
+    samples in a row are no longer slow (three deviations, at least 5%), so the noise of a
+    steady run is never taken for warm-up. Services that report every iteration they ran
     (AI Hub) include the slow first ones; at most half the run is ever taken as warm-up."""
     x = np.asarray(samples, dtype=np.float64)
     n = x.size
@@ -154,9 +155,9 @@ def leading_warmup(samples: Sequence[float] | np.ndarray, window: int = 5) -> in
     steady = x[n // 2 :]
     m = float(np.median(steady))
     spread = 1.4826 * float(np.median(np.abs(steady - m)))
-    slow = x > m + max(3 * spread, 0.02 * m)
-    if not slow[0]:
-        return 0  # a slow sample later on is an outlier of the run, not warm-up
+    if x[0] <= m + max(5 * spread, 0.10 * m):
+        return 0  # no slow start; a slow sample later on is an outlier of the run, not warm-up
+    slow = x > m + max(3 * spread, 0.05 * m)
     for i in range(n // 2 + 1):
         if not slow[i : i + window].any():
             return i

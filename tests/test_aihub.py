@@ -122,10 +122,10 @@ def test_profile_on_several_devices(target, hub, onnx_artifact):
         assert job.device.name == prof.device.name and job.profiling
         reported = hub.profile_detail(job)
         # microseconds from the hub -> the same statistics as every other target, in ms
-        # every iteration the hub ran is kept: warm-up (if any) beside the steady samples
+        # every iteration the hub ran is kept: warm-up (if any, at most half) beside the rest
         kept = prof.details["warmup_samples_ms"] + prof.samples_ms
         assert kept == pytest.approx([t / 1000 for t in reported.all_execution_times])
-        assert prof.stats.n == len(prof.samples_ms) >= 16 and prof.stats.p50 == pytest.approx(
+        assert prof.stats.n == len(prof.samples_ms) >= 10 and prof.stats.p50 == pytest.approx(
             np.percentile(prof.samples_ms, 50)
         )
         assert prof.metrics["load_cold_ms"] == pytest.approx(reported.cold_load_time / 1000)

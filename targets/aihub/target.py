@@ -234,38 +234,23 @@ class AIHubTarget(Target):
                     f"unknown compute unit {settings.compute_unit!r}; choose from "
                     f"{', '.join(COMPUTE_UNITS)}"
                 )
-        compile_opts = " ".join(
-            filter(
-                None,
-                [
-                    f"--target_runtime {runtime}",
-                    f"--compute_unit {cu}" if cu else "",
-                    str(settings.options.get("compile_options", "")).strip(),
-                ],
-            )
-        )
+        unit = f"--compute_unit {cu}" if cu else ""
+
+        def opts(*parts: str, stage: str) -> str:
+            # the hub's own flags, then what the user adds for this stage (options.STAGE_options)
+            extra = str(settings.options.get(f"{stage}_options", "")).strip()
+            return " ".join(p for p in (*parts, extra) if p)
+
         loop = settings.loop
-        profile_opts = " ".join(
-            filter(
-                None,
-                [
-                    f"--compute_unit {cu}" if cu else "",
-                    f"--max_profiler_iterations {loop.min_iterations}",
-                    f"--max_profiler_time {max(1, round(loop.min_seconds))}",
-                    str(settings.options.get("profile_options", "")).strip(),
-                ],
-            )
+        compile_opts = opts(f"--target_runtime {runtime}", unit, stage="compile")
+        profile_opts = opts(
+            unit,
+            f"--max_profiler_iterations {loop.min_iterations}",
+            f"--max_profiler_time {max(1, round(loop.min_seconds))}",
+            stage="profile",
         )
         # the inference (parity, accuracy) job runs the profiled model the way it was profiled
-        inference_opts = " ".join(
-            filter(
-                None,
-                [
-                    f"--compute_unit {cu}" if cu else "",
-                    str(settings.options.get("inference_options", "")).strip(),
-                ],
-            )
-        )
+        inference_opts = opts(unit, stage="inference")
         return Plan(
             artifact,
             settings,

@@ -10,6 +10,7 @@ machine it runs as ``python -m targets.agent``.
 protocol.py      the request and answer: versions, actions, events, errors, input shapes
 probes.py        what could bias a number: CPU, load, temperature, thermal state, machine
 memory.py        peak resident memory of the agent's process
+lifeline.py      the agent ends with its caller: parent-death signal, parent watch, stdin
 runtimes.py      the Runtime contract and the ONNX Runtime, ExecuTorch and PyTorch runtimes
 coreml.py        Core ML: the runtime (macOS), spec reading and the compute plan
 registry.py      which runtimes an agent offers: built-ins plus ``vitbench.runtimes`` plugins

@@ -3,7 +3,11 @@
 
 import sys
 
-from targets.agent.registry import installed_runtimes
-from targets.agent.service import main
+from targets.agent.lifeline import hold_to_parent
+
+hold_to_parent()  # first: an agent whose vitbench is gone must not measure anything
+
+from targets.agent.registry import installed_runtimes  # noqa: E402 - after the lifeline
+from targets.agent.service import main  # noqa: E402
 
 sys.exit(main(installed_runtimes()))

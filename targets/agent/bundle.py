@@ -25,6 +25,10 @@ ZIP_MAIN = '''"""vitbench's profiling agent, shipped as a zipapp: built-in runti
 
 import sys
 
+from targets.agent.lifeline import hold_to_parent
+
+hold_to_parent()  # first: an agent whose caller is gone must not measure anything
+
 from targets.agent.registry import builtin_runtimes
 from targets.agent.service import main
 

@@ -28,6 +28,7 @@ import numpy as np
 from harness.artifact import Artifact, ArtifactError
 from harness.errors import UserError
 from harness.target import Device, Profile, ProfileSettings, TargetError
+from targets.agent.lifeline import PARENT_ENV
 from targets.agent.protocol import AGENT_VERSION, PROTOCOL, AgentError, concrete_shape
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -40,9 +41,13 @@ def local_agent_command(python: str | None = None) -> list[str]:
 
 
 def local_agent_env() -> dict[str, str]:
+    """The environment of an agent on this machine: this checkout on its path, and this
+    process named as its parent (targets/agent/lifeline.py: it ends when this process does).
+    Only a local agent is told: the parent of one started through ssh is sshd over there."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env[PARENT_ENV] = str(os.getpid())
     return env
 
 
@@ -96,8 +101,13 @@ def run_agent(
     Raises TargetError (with the samples taken so far) when the agent refuses, fails,
     crashes or runs past ``timeout_s``. ``diagnose`` (exit code, last stderr lines, what was
     read) may name the cause of a death the command itself explains better (a transport that
-    could not connect, a Python that is not there)."""
-    request = {"protocol": PROTOCOL, "agent_version": AGENT_VERSION, **request}
+    could not connect, a Python that is not there).
+
+    The agent ends when this process does (targets/agent/lifeline.py): its stdin stays open
+    until the answer is read, and on Linux the kernel kills it when the thread that started
+    it ends (PR_SET_PDEATHSIG follows the forking thread, not the process): this function
+    waits for the agent in the thread that started it, so keep it that way."""
+    request = {"protocol": PROTOCOL, "agent_version": AGENT_VERSION, "hold_stdin": True, **request}
     answer = AgentAnswer()
     start = time.monotonic()
     with tempfile.TemporaryFile() as stderr:
@@ -131,12 +141,13 @@ def _converse(
     timeout_s: float,
     what: str,
 ) -> int:
-    """Write the request, read the stream until the agent ends; its exit code."""
+    """Write the request (one line; stdin stays open while the agent works: its end tells
+    the agent nobody waits any more), read the stream until the agent ends; its exit code."""
+    assert proc.stdin is not None and proc.stdout is not None
     try:
-        assert proc.stdin is not None and proc.stdout is not None
         try:
-            proc.stdin.write(json.dumps(request).encode())
-            proc.stdin.close()
+            proc.stdin.write(json.dumps(request).encode() + b"\n")
+            proc.stdin.flush()
         except BrokenPipeError:
             pass
         _read_events(proc, answer, deadline, on_event)
@@ -151,7 +162,19 @@ def _converse(
     except BaseException:
         _kill(proc)
         raise
+    finally:
+        _close_pipes(proc)
     return proc.wait()
+
+
+def _close_pipes(proc: subprocess.Popen) -> None:
+    """End the agent's input (it ends itself if it has not yet) and our end of its output."""
+    for pipe in (proc.stdin, proc.stdout):
+        try:
+            assert pipe is not None
+            pipe.close()
+        except OSError:  # a request it never read: close() flushes it again
+            pass
 
 
 def _raise_for(

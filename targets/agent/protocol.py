@@ -12,7 +12,9 @@ Samples are streamed as they are taken so that an agent that crashes or hangs ke
 measured. A request the agent does not understand is refused, and a request from a vitbench
 of another agent version is refused with both versions named. A request may carry
 ``deadline_s``: the agent then ends itself (SIGALRM) after that long, so an agent on a remote
-host never outlives the vitbench that started it.
+host never outlives the vitbench that started it. A request may carry ``hold_stdin: true``: the
+request is then one line, the caller keeps stdin open while it waits, and the agent ends at
+once when stdin ends (the caller died; targets/agent/lifeline.py).
 
 Actions: ``describe`` (the machine, its thermal state, which runtimes are installed),
 ``profile``, ``infer`` (inputs/outputs as .npz files on the agent's host) and ``inspect``
@@ -47,7 +49,7 @@ import sys
 from collections.abc import Collection
 from typing import Any
 
-AGENT_VERSION = "1.2"
+AGENT_VERSION = "1.3"  # 1.3: one-line request, stdin held open (hold_stdin)
 PROTOCOL = 1
 ACTIONS = ("describe", "profile", "infer", "inspect")
 

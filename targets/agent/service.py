@@ -21,6 +21,7 @@ from typing import Any
 
 from harness.timing import LoopSettings, timed_loop
 from targets.agent.coreml import coreml_spec_summary
+from targets.agent.lifeline import end_with_input, read_request
 from targets.agent.memory import MemoryProbe
 from targets.agent.probes import (
     cpu_busy_fraction,
@@ -244,7 +245,13 @@ def _serve(req: Any, runtimes: RuntimeSet) -> int:
     return EXIT_OK
 
 
+def _why(exc: ValueError) -> str:
+    return exc.msg if isinstance(exc, json.JSONDecodeError) else first_line(exc)
+
+
 def main(runtimes: RuntimeSet) -> int:
+    """Answer one request. The entry points call targets.agent.lifeline.hold_to_parent first,
+    before anything slow is imported."""
     emit(
         "hello",
         agent_version=AGENT_VERSION,
@@ -253,11 +260,14 @@ def main(runtimes: RuntimeSet) -> int:
         platform=sys.platform,
         pid=os.getpid(),
     )
+    raw, _ = read_request()
     try:
-        req = json.loads(sys.stdin.read() or "null")
-    except json.JSONDecodeError as exc:
-        emit("error", kind="request", message=f"the request is not JSON ({exc.msg})")
+        req = json.loads(raw or b"null")
+    except ValueError as exc:  # not JSON, or not UTF-8
+        emit("error", kind="request", message=f"the request is not JSON ({_why(exc)})")
         return EXIT_REFUSED
+    if isinstance(req, dict) and req.get("hold_stdin"):
+        end_with_input()  # the caller keeps stdin open while it waits: its end is the caller's
     if sys.version_info < (3, 10):  # noqa: UP036 - the agent runs on hosts with other Pythons
         emit(
             "error",

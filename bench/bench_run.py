@@ -40,7 +40,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vitbench-bench-run-") as tmp:
         # One commit for both runs: the run is identified by plan + commit, and a commit made
         # while the first run measures must not turn the re-run into a new run.
-        from harness.dispatch import git_commit
+        from harness.environment import git_commit
 
         env = dict(
             os.environ,

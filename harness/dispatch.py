@@ -11,11 +11,8 @@ several machines (``--shard I/N``) write into one run.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import platform
 import sys
 import threading
 import time
@@ -24,27 +21,30 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.environment import RUN_TOOLS, git_commit, tool_versions
+from harness.cells import Cell, default_run_id, expand
+from harness.environment import RUN_TOOLS, git_commit, host_environment, tool_versions
 from harness.errors import UserError, VitbenchError
-from harness.plan import ExportEntry, ModelEntry, Plan, TargetEntry
-from harness.store import CellRecord, Store
-from harness.target import Device, ProfileSettings, Target, TargetError, cpu_fallback
+from harness.plan import ExportEntry, ModelEntry, Plan
+from harness.store import CellOutcome, CellRecord, Store, StoreUnavailable
+from harness.store.spool import Spool
+from harness.store.writer import (
+    DEFAULT_PATIENCE_S,
+    CellWriter,
+    local_copy,
+    replay_spool,
+    with_reconnect,
+)
+from harness.target import ProfileSettings, Target, TargetError, cpu_fallback
 
 if TYPE_CHECKING:  # pragma: no cover
     from harness.parity import ParityResult
 
 _log = logging.getLogger("vitbench.dispatch")
-
-
-def _unmatched_reason(target: Target, selector: str) -> str:
-    """The target's own reason for a selector it left unmatched; a fault asking is no reason."""
-    try:
-        return target.unmatched_reason(selector)
-    except Exception:  # noqa: BLE001 - the placeholder cell keeps the generic reason
-        _log.debug("unmatched_reason(%r) failed", selector, exc_info=True)
-        return ""
+DEFAULT_SPOOL = "vitbench-out/spool"
+Slot = tuple[str, CellRecord]  # (run id, cell): what a finished cell is written under
 
 
 def _reason(exc: BaseException) -> str:
@@ -63,20 +63,6 @@ def internal_error(exc: BaseException) -> str:
     return f"internal error: {name}: {text}" if text else f"internal error: {name}"
 
 
-@dataclass(frozen=True)
-class Cell:
-    key: str
-    model: ModelEntry
-    export: ExportEntry
-    target: TargetEntry
-    device: Device
-    problem: str = ""  # why this cell cannot run at all (target or device unavailable)
-
-    @property
-    def label(self) -> str:
-        return f"{self.model.label} {self.export.label} {self.target.name}:{self.device.name}"
-
-
 @dataclass
 class RunSummary:
     run_id: str
@@ -88,125 +74,13 @@ class RunSummary:
     finished: bool = False
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def parse_shard(text: str | None) -> tuple[int, int]:
-    if not text:
-        return (1, 1)
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise UserError(f"--shard {text!r}: expected I/N, e.g. 1/3") from None
-    if not 1 <= i <= n:
-        raise UserError(f"--shard {text!r}: I must be between 1 and N")
-    return (i, n)
-
-
-def host_environment() -> dict[str, Any]:
-    """This machine, as the run records it (the CPU as the host target names it)."""
-    from harness import plugins
-
-    try:
-        cpu = plugins.target("host").devices()[0].chipset
-    except (VitbenchError, ImportError, IndexError):
-        cpu = platform.processor() or platform.machine()
-    return {
-        "hostname": platform.node(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-    }
-
-
-def default_run_id(plan: Plan, commit: str) -> str:
-    return f"{plan.name}-{commit[:10]}-{plan.hash[:8]}"
-
-
-def choose_run(
-    plan: Plan, *, resume_id: str | None = None, run_id: str | None = None, fresh: bool = False
-) -> tuple[str, bool]:
-    """(run id, resume?) for ``vitbench run``: ``--resume`` names a run to finish, ``--run-id``
-    names one (shards share it), ``--new`` makes a fresh one; by default the plan and the
-    commit under test name it, so running again finishes it."""
-    if sum(bool(x) for x in (resume_id, run_id, fresh)) > 1:
-        raise UserError("use one of --resume, --run-id and --new")
-    if resume_id:
-        return resume_id, True
-    if run_id:
-        return run_id, False
-    name = default_run_id(plan, git_commit())
-    if fresh:
-        name += time.strftime("-%Y%m%d-%H%M%S")
-    return name, False
-
-
-def cell_key(
-    plan: Plan, model: ModelEntry, export: ExportEntry, target: TargetEntry, device_name: str
-) -> str:
-    payload = {
-        "model": asdict(model),
-        "export": asdict(export),
-        "target": target.name,
-        "runtime": target.runtime,
-        "options": target.options,
-        "device": device_name,
-        "measure": asdict(plan.measure),
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
-        :20
-    ]
-
-
-# -- devices ------------------------------------------------------------------------------
-
-
-def expand(plan: Plan, resolve_targets: bool = True) -> tuple[list[Cell], dict[str, Any]]:
-    """Every cell of the plan, sorted by key, and the target instances used."""
-    from harness import plugins
-
-    instances: dict[str, Target] = {}
-    cells: list[Cell] = []
-    for entry in plan.targets:
-        devices: list[Device] = []
-        problem_devices: list[tuple[Device, str]] = []
-        try:
-            target = plugins.target(entry.name) if resolve_targets else None
-            reason = target.unavailable_reason() if target is not None else ""
-        except (VitbenchError, ImportError) as exc:
-            target, reason = None, str(exc)
-        if target is not None and not reason:
-            instances[entry.name] = target
-            try:
-                devices, unmatched = target.select(list(entry.devices))
-            except VitbenchError as exc:
-                if exc.kind == "configuration":  # a rejected token: no cell could run
-                    raise
-                devices, unmatched, reason = [], list(entry.devices) or ["*"], str(exc)
-            for sel in unmatched:
-                why = reason or _unmatched_reason(target, sel) or f"device {sel!r} is not reachable"
-                problem_devices.append((Device(entry.name, sel), why))
-        else:
-            for sel in entry.devices or ("*",):
-                problem_devices.append(
-                    (Device(entry.name, sel), reason or f"target {entry.name} is unavailable")
-                )
-        reachable = [(dev, "") for dev in devices] + problem_devices
-        for model in plan.models:
-            for export in plan.exports:
-                cells += [
-                    Cell(
-                        cell_key(plan, model, export, entry, dev.name),
-                        model,
-                        export,
-                        entry,
-                        dev,
-                        why,
-                    )
-                    for dev, why in reachable
-                ]
-    cells.sort(key=lambda c: c.key)
-    return cells, instances
+    shard: str = "1/1"
+    waiting: int = 0  # cells of the run (other shards') not finished when this shard ended
+    replayed: int = 0  # cells an earlier shard left in the spool, written at the start
+    spooled: int = 0  # cells measured but not in the store: kept in ``spool``
+    spool: str = ""
+    store_error: str = ""  # why the store could not take them (redacted)
+    local_store: str = ""  # a SQLite copy of this shard's cells, when the store was away
 
 
 # -- running --------------------------------------------------------------------------------
@@ -224,8 +98,12 @@ class Dispatcher:
         quiet: bool = False,
         log: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        spool_dir: str | Path | None = None,
+        store_patience_s: float = DEFAULT_PATIENCE_S,
     ):
         self.plan, self.store, self.shard = plan, store, shard
+        self.spool_dir = Path(spool_dir or os.environ.get("VITBENCH_SPOOL") or DEFAULT_SPOOL)
+        self.patience_s = store_patience_s
         self.cache, self.no_cache, self.quiet = cache, no_cache, quiet
         self.log = log or (lambda msg: None if quiet else print(msg, file=sys.stderr, flush=True))
         self.sleep = sleep
@@ -258,8 +136,9 @@ class Dispatcher:
         )
 
     # one cell -----------------------------------------------------------------------------
-    def _record(self, run_id: str, cell: Cell, model_hash: str) -> int:
-        return self.store.start_cell(
+    def _record(self, run_id: str, cell: Cell, model_hash: str) -> Slot:
+        """The cell's identity in the store, marked running there (best effort)."""
+        slot = (
             run_id,
             CellRecord(
                 cell_key=cell.key,
@@ -273,18 +152,19 @@ class Dispatcher:
                 device_os=cell.device.os,
             ),
         )
+        self._writer.started(*slot)
+        return slot
 
     def _fail(
         self,
-        cell_id: int,
+        slot: Slot,
         kind: str,
         reason: str,
         samples: list[float] | None = None,
         artifact_sha: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
-        self.store.finish_cell(
-            cell_id,
+        outcome = CellOutcome(
             status="failed",
             failure_kind=kind,
             failure_reason=reason[:2000],
@@ -292,6 +172,7 @@ class Dispatcher:
             artifact_sha256=artifact_sha,
             details={"samples_kept": len(samples or []), **(details or {})},
         )
+        self._writer.finished(*slot, outcome)
 
     def _parity(
         self, target: Target, cell: Cell, artifact: Any, settings: ProfileSettings
@@ -372,32 +253,32 @@ class Dispatcher:
         (a bug in a target or here) fails this cell with one line, its traceback kept in the
         cell's details and the log, and the run goes on."""
         model_hash = self._models[cell.model][1] if cell.model in self._models else ""
-        cell_id = self._record(run_id, cell, model_hash)
+        slot = self._record(run_id, cell, model_hash)
         if cell.problem:
-            self._fail(cell_id, "infrastructure", cell.problem, details={"placeholder": True})
+            self._fail(slot, "infrastructure", cell.problem, details={"placeholder": True})
             return "failed", cell.problem
         try:
-            return self._measure_cell(run_id, cell_id, cell, artifacts, target)
+            return self._measure_cell(slot, cell, artifacts, target)
         except Exception as exc:  # noqa: BLE001 - one cell's fault never stops the run
             reason = internal_error(exc)
             trace = traceback.format_exc()
             _log.error("cell %s: %s\n%s", cell.label, reason, trace)
-            self._fail(cell_id, "infrastructure", reason, details={"traceback": trace})
+            self._fail(slot, "infrastructure", reason, details={"traceback": trace})
             return "failed", reason
 
     def _measure_cell(
-        self, run_id: str, cell_id: int, cell: Cell, artifacts: dict, target: Target
+        self, slot: Slot, cell: Cell, artifacts: dict, target: Target
     ) -> tuple[str, str]:
         art = artifacts.get((cell.model, cell.export))
         if isinstance(art, VitbenchError):
-            self._fail(cell_id, art.kind, f"export failed: {art}")
+            self._fail(slot, art.kind, f"export failed: {art}")
             return "failed", f"export failed: {art}"
         if not target.accepts(art):
             why = target.refusal(art) or f"{cell.target.name} cannot run {art.format}"
-            self._fail(cell_id, "model", why, artifact_sha=art.sha256)
+            self._fail(slot, "model", why, artifact_sha=art.sha256)
             return "failed", why
         settings = replace(
-            self.plan.measure.profile_settings(cell.target), session=f"{run_id}/{cell.key}"
+            self.plan.measure.profile_settings(cell.target), session=f"{slot[0]}/{cell.key}"
         )
         attempts = 0
         while True:
@@ -423,8 +304,7 @@ class Dispatcher:
                         "precision": art.precision,
                     },
                 }
-                self.store.finish_cell(
-                    cell_id,
+                outcome = CellOutcome(
                     status="done",
                     artifact_sha256=art.sha256,
                     runtime=prof.runtime,
@@ -433,6 +313,7 @@ class Dispatcher:
                     metrics=metrics,
                     details=details,
                 )
+                self._writer.finished(*slot, outcome)
                 return "done", ""
             except TargetError as exc:
                 if exc.retryable and attempts <= self.plan.measure.retries:
@@ -440,10 +321,10 @@ class Dispatcher:
                     self.log(f"  retry {cell.label} in {wait:g} s: {exc}")
                     self.sleep(wait)
                     continue
-                self._fail(cell_id, exc.kind, str(exc), exc.samples_ms, art.sha256)
+                self._fail(slot, exc.kind, str(exc), exc.samples_ms, art.sha256)
                 return "failed", str(exc)
             except VitbenchError as exc:
-                self._fail(cell_id, exc.kind, str(exc), artifact_sha=art.sha256)
+                self._fail(slot, exc.kind, str(exc), artifact_sha=art.sha256)
                 return "failed", str(exc)
 
     def _checks(
@@ -480,14 +361,42 @@ class Dispatcher:
         cells, targets = expand(self.plan)
         if run_id is None:
             run_id = default_run_id(self.plan, commit)
-        if resume:
-            existing = self.store.run(run_id)
-            if existing["plan_hash"] != self.plan.hash:
-                raise UserError(
-                    f"run {run_id} was made from another plan (hash {existing['plan_hash'][:8]}, "
-                    f"this plan {self.plan.hash[:8]}); resume it with the plan it ran"
-                )
-        self.store.create_run(
+        i, n = self.shard
+        mine = [c for k, c in enumerate(cells) if k % n == i - 1]
+        replayed, status = self._open_run(run_id, commit, cells, resume)
+        todo = [c for c in mine if status.get(c.key) != "done"]
+        summary = RunSummary(
+            run_id=run_id,
+            total=len(cells),
+            shard_cells=len(mine),
+            skipped=len(mine) - len(todo),
+            shard=f"{i}/{n}",
+            replayed=replayed,
+        )
+        if summary.skipped:
+            self.log(
+                f"run {run_id}: {summary.skipped} of {len(mine)} cells already done, {len(todo)} "
+                "to go"
+            )
+        spool = Spool(self.spool_dir, run_id, self.shard)
+        self._writer = CellWriter(self.store, spool, patience_s=self.patience_s, log=self.log)
+        try:
+            artifacts = self._export_all(todo)
+            self._measure_all(run_id, todo, artifacts, targets, summary)
+        finally:
+            left = self._writer.close()
+        self._close_run(summary, left, spool)
+        summary.seconds = time.monotonic() - start
+        return summary
+
+    def _open_run(
+        self, run_id: str, commit: str, cells: list[Cell], resume: bool
+    ) -> tuple[int, dict[str, str]]:
+        """Create the run (or take it up again), write what earlier shards of it left in the
+        spool, drop stale placeholders; (cells replayed, cell key -> status). A store that
+        is away gets ``patience_s`` to come back."""
+        store = self.store
+        self._run_args = (
             run_id,
             self.plan.name,
             self.plan.hash,
@@ -497,25 +406,48 @@ class Dispatcher:
             self.plan.to_dict(),
             len(cells),
         )
-        self.store.drop_placeholders(run_id, [c.key for c in cells])
-        i, n = self.shard
-        mine = [c for k, c in enumerate(cells) if k % n == i - 1]
-        status = self.store.cell_status(run_id)
-        todo = [c for c in mine if status.get(c.key) != "done"]
-        summary = RunSummary(
-            run_id=run_id, total=len(cells), shard_cells=len(mine), skipped=len(mine) - len(todo)
-        )
-        if summary.skipped:
-            self.log(
-                f"run {run_id}: {summary.skipped} of {len(mine)} cells already done, {len(todo)} "
-                "to go"
-            )
 
-        artifacts = self._export_all(todo)
-        self._measure_all(run_id, todo, artifacts, targets, summary)
-        summary.finished = self.store.finish_run_if_complete(run_id)
-        summary.seconds = time.monotonic() - start
-        return summary
+        def begin() -> None:
+            if resume:
+                existing = store.run(run_id)
+                if existing["plan_hash"] != self.plan.hash:
+                    raise UserError(
+                        f"run {run_id} was made from another plan (hash "
+                        f"{existing['plan_hash'][:8]}, this plan {self.plan.hash[:8]}); resume "
+                        "it with the plan it ran"
+                    )
+            store.create_run(*self._run_args)
+
+        with_reconnect(store, begin, self.patience_s)
+        replayed = replay_spool(store, self.spool_dir, run_id, self.patience_s)
+        if replayed:
+            self.log(f"run {run_id}: {replayed} cells left in the spool by an earlier run written")
+        keys = [c.key for c in cells]
+        with_reconnect(store, lambda: store.drop_placeholders(run_id, keys), self.patience_s)
+        return replayed, with_reconnect(store, lambda: store.cell_status(run_id), self.patience_s)
+
+    def _close_run(self, summary: RunSummary, left: list, spool: Spool) -> None:
+        """Finish the run in the store if its last cell is in; when the store stayed away,
+        say where the cells are and keep a local copy to report from."""
+        writer = self._writer
+        summary.failures += [f"not stored: {w}" for w in writer.failed_writes]
+        if left:
+            summary.spooled, summary.spool = len(left), str(spool.path)
+            summary.store_error = writer.error
+            summary.local_store = str(
+                local_copy(
+                    self.spool_dir / f"{spool.path.stem}.db", self._run_args, writer.outcomes
+                )
+            )
+            return
+        try:
+            summary.finished = with_reconnect(
+                self.store, lambda: self.store.finish_run_if_complete(summary.run_id), 10.0
+            )
+            done, total = self.store.run_progress(summary.run_id)
+            summary.waiting = max(0, total - done)
+        except StoreUnavailable as exc:
+            summary.store_error = str(exc)
 
     def _export_all(self, todo: list[Cell]) -> dict[tuple[ModelEntry, ExportEntry], Any]:
         """Each (model, export) of the cells to do, once, through the cache: the artifact or

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import platform
 import subprocess
 from collections.abc import Iterable
+from typing import Any
 
 EXPORT_TOOLS = (
     "torch",
@@ -54,3 +56,21 @@ def git_commit(cwd: str | None = None) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def host_environment() -> dict[str, Any]:
+    """This machine, as the run records it (the CPU as the host target names it)."""
+    from harness import plugins
+    from harness.errors import VitbenchError
+
+    try:
+        cpu = plugins.target("host").devices()[0].chipset
+    except (VitbenchError, ImportError, IndexError):
+        cpu = platform.processor() or platform.machine()
+    return {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+    }

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from harness.gate import GateResult, cell_parity
-from harness.store import DEFAULT_STORE, Store, StoreError, open_store
+from harness.store import Store, StoreError, open_store
 from reports.stored_run import StoredRun
 
 # metric name in the store -> column in the frame
@@ -89,19 +89,10 @@ RUN_FRAME_COLUMNS = (
 
 
 def open_results(url: str | Path | None = None) -> Store:
-    """The store for reading: like :func:`harness.store.open_store`, but a SQLite file that
-    does not exist is an error instead of a new, empty store."""
-    import os
-
-    url = str(url or os.environ.get("VITBENCH_STORE") or DEFAULT_STORE)
-    if "://" not in url or url.startswith("sqlite:"):
-        path = Path(url.removeprefix("sqlite:///").removeprefix("sqlite://"))
-        if not path.is_file():
-            raise StoreError(
-                f"no results store at {path}; pass --store or set VITBENCH_STORE "
-                f"(`vitbench run` creates one)"
-            )
-    return open_store(url)
+    """The store for reading: like :func:`harness.store.open_store`, but read-only (a role
+    with read rights is enough; nothing is written, not even a migration), and a SQLite
+    file that does not exist is an error instead of a new, empty store."""
+    return open_store(url, readonly=True)
 
 
 def _metric_table(metric_rows: list[dict[str, Any]]) -> dict[int, dict[str, tuple[float, str]]]:

@@ -151,6 +151,9 @@ def test_gate_cli_exit_codes_and_flags(tmp_path):
     assert code == 2 and "budget for device 'pixel', which this run did not measure" in out
     code, out = _cli("gate", "nope", "--store", db)
     assert code == 2 and "no run 'nope'" in out and "Traceback" not in out
+    code, out = _cli("gate", "--store", str(tmp_path / "missing.db"))  # a reader: never created
+    assert code == 2 and "no results store at" in out and not (tmp_path / "missing.db").exists()
+    open_store(tmp_path / "empty.db").close()
     code, out = _cli("gate", "--store", str(tmp_path / "empty.db"))
     assert code == 2 and "no runs" in out
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+from harness.cells import expand, parse_shard
 from harness.cli import main
-from harness.dispatch import expand, parse_shard
 from harness.errors import UserError
 from harness.plan import PlanError, default_plan, load_plan
 

@@ -31,7 +31,7 @@ def plan() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plan_check(path: str | None, devices: bool, as_json: bool) -> None:
     """Validate PATH (default: the built-in plan) and print the expanded matrix."""
-    from harness.dispatch import expand
+    from harness.cells import expand
     from harness.tables import format_table
 
     p = _plan(path)
@@ -90,6 +90,15 @@ def plan_check(path: str | None, devices: bool, as_json: bool) -> None:
     is_flag=True,
     help="The [accuracy] data set's images may go to AI Hub in this run (recorded in the run).",
 )
+@click.option(
+    "--store-patience",
+    type=click.FloatRange(min=0),
+    default=120.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long the run's start and end wait for a store that went away (measuring "
+    "goes on meanwhile; cells wait in OUT/spool).",
+)
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
 def run(
@@ -103,13 +112,17 @@ def run(
     no_cache,
     out_dir,
     allow_data_upload,
+    store_patience,
     quiet,
     as_json,
 ) -> None:
     """Run PLAN (default: the built-in plan) and write results to the store."""
     from dataclasses import asdict, replace
+    from pathlib import Path
 
-    from harness.dispatch import Dispatcher, choose_run, parse_shard
+    from harness.cells import choose_run, parse_shard
+    from harness.dispatch import Dispatcher
+    from harness.errors import VitbenchError
     from harness.store import open_store
 
     p = _plan(plan_path)
@@ -117,28 +130,64 @@ def run(
         p = replace(p, accuracy=replace(p.accuracy, allow_data_upload=True))
     shard_t = parse_shard(shard)
     run_name, resume = choose_run(p, resume_id=resume_id, run_id=run_id, fresh=fresh)
-    store = open_store(store_url)
+    store = open_store(store_url, patience_s=store_patience)
     summary = Dispatcher(
-        p, store, shard=shard_t, cache=cache, no_cache=no_cache, quiet=quiet or as_json
+        p,
+        store,
+        shard=shard_t,
+        cache=cache,
+        no_cache=no_cache,
+        quiet=quiet or as_json,
+        spool_dir=Path(out_dir) / "spool",
+        store_patience_s=store_patience,
     ).run(run_name, resume=resume)
-    written = _write_reports(store, summary.run_id, out_dir)
+    if summary.local_store:  # the store is away: this shard's cells, from its local copy
+        local = open_store(summary.local_store, readonly=True)
+        try:
+            written = _write_reports(local, summary.run_id, out_dir)
+        finally:
+            local.close()
+    else:
+        written = _write_reports(store, summary.run_id, out_dir)
     if as_json:
         emit_json(asdict(summary) | {"reports": written})
     else:
-        state = (
-            "finished"
-            if summary.finished
-            else "incomplete (resume with --resume " + summary.run_id + ")"
-        )
         click.echo(
             f"run {summary.run_id}: {summary.done} done, {summary.failed} failed, "
             f"{summary.skipped} already "
-            f"done, of {summary.total} cells; {state}; {summary.seconds:.1f} s"
+            f"done, of {summary.total} cells; {_state(summary)}; {summary.seconds:.1f} s"
         )
         for f in summary.failures:
             click.echo(f"  failed: {f}")
         for path in written:
             click.echo(f"report: {path}")
+    if summary.spooled:
+        raise VitbenchError(
+            f"{summary.store_error}; {summary.spooled} measured cells are kept in "
+            f"{summary.spool} (reports above are from this shard's cells only): run this "
+            f"command again with --run-id {summary.run_id} to store them",
+            exit_code=1,
+        )
+    if summary.store_error:
+        raise VitbenchError(
+            f"{summary.store_error}; every cell is stored, but run {summary.run_id} could not "
+            f"be marked finished: run this command again with --run-id {summary.run_id}",
+            exit_code=1,
+        )
+
+
+def _state(summary) -> str:
+    """How the run stands after this invocation, in words."""
+    if summary.finished:
+        return "finished"
+    if summary.spooled:
+        return "not stored yet"
+    if summary.shard != "1/1":
+        return (
+            f"shard {summary.shard} done; run {summary.run_id} waits for {summary.waiting} "
+            "cells of other shards"
+        )
+    return f"incomplete (resume with --resume {summary.run_id})"
 
 
 def _write_reports(store, run_id: str, out_dir: str) -> list[str]:
@@ -205,7 +254,7 @@ def gate(
     from harness import gate as gating
     from harness.store import open_store
 
-    store = open_store(store_url)
+    store = open_store(store_url, readonly=True)
     run_row = store.run(run_id) if run_id else store.latest_run()
     cells = store.cells([run_row["id"]])
     known = {c["device_name"] for c in cells} | {f"{c['target']}:{c['device_name']}" for c in cells}

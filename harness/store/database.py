@@ -2,8 +2,13 @@
 
 One code path for both back ends: a SQLite file by default (embedded, zero set-up) and a
 PostgreSQL URL for a team whose device hosts all write to one place. SQL is always
-parameterised. The schema is versioned; opening a store migrates it forward, and a store
-written by a newer vitbench is refused rather than misread.
+parameterised. The schema is versioned (:mod:`harness.store.schema`); opening a store to write
+migrates it forward, opening it to read never writes, and a store written by a newer vitbench
+is refused rather than misread.
+
+Shards of one run write at once, so every write is idempotent: creating a run, registering
+a cell and writing its outcome are upserts, and a cell's outcome (row, samples, metrics) is
+one transaction that can be written again after a lost connection without doubling anything.
 
 Tables (DESIGN.md "Results"):
   runs     id, plan name and hash, git commit, started/finished, host environment, tool versions
@@ -17,104 +22,14 @@ Tables (DESIGN.md "Results"):
 from __future__ import annotations
 
 import json
-import re
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from harness.errors import UserError
+from harness.store.connection import Database, StoreError
 
-DEFAULT_STORE = "vitbench-results.db"
 FAILURE_KINDS = ("infrastructure", "model", "measurement", "configuration")  # harness.errors.KINDS
-
-
-class StoreError(UserError):
-    """A store that cannot be reached, read or written."""
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
-# Each migration is a list of statements; {id} and {json} are filled per dialect.
-MIGRATIONS: list[list[str]] = [
-    [  # 1: the schema of DESIGN.md
-        """CREATE TABLE runs (
-            id TEXT PRIMARY KEY,
-            plan_name TEXT NOT NULL,
-            plan_hash TEXT NOT NULL,
-            git_commit TEXT NOT NULL,
-            started_at DOUBLE PRECISION NOT NULL,
-            finished_at DOUBLE PRECISION,
-            status TEXT NOT NULL,
-            environment TEXT NOT NULL,
-            tool_versions TEXT NOT NULL,
-            plan TEXT NOT NULL,
-            total_cells INTEGER NOT NULL
-        )""",
-        "CREATE INDEX runs_plan ON runs (plan_hash, started_at)",
-        """CREATE TABLE cells (
-            id {id},
-            run_id TEXT NOT NULL REFERENCES runs(id),
-            cell_key TEXT NOT NULL,
-            model_name TEXT NOT NULL,
-            model_hash TEXT NOT NULL,
-            export_label TEXT NOT NULL,
-            export_spec TEXT NOT NULL,
-            artifact_sha256 TEXT,
-            target TEXT NOT NULL,
-            device_name TEXT NOT NULL,
-            device_chipset TEXT NOT NULL,
-            device_os TEXT NOT NULL,
-            runtime TEXT,
-            compute_unit TEXT,
-            status TEXT NOT NULL,
-            failure_kind TEXT,
-            failure_reason TEXT,
-            attempts INTEGER NOT NULL,
-            started_at DOUBLE PRECISION NOT NULL,
-            finished_at DOUBLE PRECISION,
-            details TEXT NOT NULL,
-            UNIQUE (run_id, cell_key)
-        )""",
-        "CREATE INDEX cells_key ON cells (cell_key)",
-        """CREATE TABLE samples (
-            cell_id BIGINT NOT NULL REFERENCES cells(id),
-            iteration INTEGER NOT NULL,
-            latency_ms DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (cell_id, iteration)
-        )""",
-        """CREATE TABLE metrics (
-            cell_id BIGINT NOT NULL REFERENCES cells(id),
-            name TEXT NOT NULL,
-            value DOUBLE PRECISION NOT NULL,
-            unit TEXT NOT NULL,
-            PRIMARY KEY (cell_id, name)
-        )""",
-        """CREATE TABLE jobs (
-            run_id TEXT NOT NULL,
-            cell_key TEXT NOT NULL,
-            target TEXT NOT NULL,
-            job_kind TEXT NOT NULL,
-            job_id TEXT NOT NULL,
-            status TEXT NOT NULL,
-            created_at DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (run_id, cell_key, job_kind)
-        )""",
-    ],
-]
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 @dataclass(frozen=True)
@@ -132,134 +47,60 @@ class CellRecord:
     device_os: str = ""
 
 
-class Store:
-    """A results database. Use :func:`open_store`."""
+@dataclass(frozen=True)
+class CellOutcome:
+    """What a finished cell wrote: its status, raw samples, metrics and details."""
 
-    def __init__(self, url: str):
-        self.url = url
-        self.dialect = (
-            "postgresql" if url.startswith(("postgresql://", "postgres://")) else "sqlite"
-        )
-        self._lock = threading.RLock()
-        self._conn = self._connect()
-        self._migrate()
+    status: str  # "done" or "failed"
+    artifact_sha256: str | None = None
+    runtime: str | None = None
+    compute_unit: str | None = None
+    samples_ms: Sequence[float] = ()
+    metrics: Sequence[tuple[str, float, str]] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+    failure_kind: str | None = None
+    failure_reason: str | None = None
+    finished_at: float = field(default_factory=time.time)
 
-    # -- connection and dialect --------------------------------------------------------
-    def _connect(self):
-        if self.dialect == "postgresql":
-            try:
-                import psycopg
-            except ImportError:
-                raise StoreError(
-                    "a PostgreSQL store needs psycopg: pip install 'psycopg[binary]'"
-                ) from None
-            try:
-                return psycopg.connect(self.url, autocommit=False, connect_timeout=10)
-            except psycopg.Error as exc:
-                reason = (
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                )
-                raise StoreError(f"cannot reach store {redact(self.url)}: {reason}") from None
-        path = Path(self.url.removeprefix("sqlite:///").removeprefix("sqlite://"))
-        if path.parent and not path.parent.exists():
-            raise StoreError(f"cannot open store {path}: folder {path.parent} does not exist")
-        try:
-            conn = sqlite3.connect(
-                str(path), timeout=60, check_same_thread=False, isolation_level=None
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open store {path}: {exc}") from None
-        return conn
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "samples_ms", tuple(float(v) for v in self.samples_ms))
+        object.__setattr__(self, "metrics", tuple(tuple(m) for m in self.metrics))
+        if self.status not in ("done", "failed"):
+            raise ValueError(f"status {self.status!r}")
+        if self.status == "failed" and self.failure_kind not in FAILURE_KINDS:
+            raise ValueError(f"failure kind {self.failure_kind!r}")
 
-    def _sql(self, sql: str) -> str:
-        if self.dialect == "postgresql":
-            return sql.replace("?", "%s")
-        return sql
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["samples_ms"] = list(self.samples_ms)
+        d["metrics"] = [list(m) for m in self.metrics]
+        return d
 
-    def _ddl(self, sql: str) -> str:
-        ident = (
-            "BIGSERIAL PRIMARY KEY"
-            if self.dialect == "postgresql"
-            else "INTEGER PRIMARY KEY AUTOINCREMENT"
-        )
-        sql = sql.replace("{id}", ident)
-        if self.dialect == "sqlite":
-            sql = sql.replace("DOUBLE PRECISION", "REAL").replace("BIGINT", "INTEGER")
-        return sql
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CellOutcome:
+        return cls(**d)
 
-    @contextmanager
-    def transaction(self):
-        """One transaction; nothing of it is kept if it fails (a killed run loses at most
-        the cell it was writing)."""
-        with self._lock:
-            if self.dialect == "sqlite":
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._conn.cursor()
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-            else:
-                try:
-                    with self._conn.cursor() as cur:
-                        yield cur
-                except BaseException:
-                    self._conn.rollback()
-                    raise
-                self._conn.commit()
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            cur = self._conn.cursor()
-            try:
-                cur.execute(self._sql(sql), tuple(params))
-                cols = [d[0] for d in cur.description]
-                rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-            finally:
-                cur.close()
-            if self.dialect == "postgresql":
-                self._conn.commit()  # end the read transaction
-            return rows
+_CELL_COLUMNS = (
+    "run_id, cell_key, model_name, model_hash, export_label, export_spec, artifact_sha256, "
+    "target, device_name, device_chipset, device_os, runtime, compute_unit, status, "
+    "failure_kind, failure_reason, attempts, started_at, finished_at, details"
+)
 
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
 
-    # -- schema ---------------------------------------------------------------------------
-    def schema_version(self) -> int:
-        with self.transaction() as cur:
-            cur.execute("CREATE TABLE IF NOT EXISTS vitbench_schema (version INTEGER NOT NULL)")
-            cur.execute("SELECT version FROM vitbench_schema")
-            row = cur.fetchone()
-        return int(row[0]) if row else 0
+def _record_values(run_id: str, rec: CellRecord) -> tuple[Any, ...]:
+    return (
+        run_id,
+        rec.cell_key,
+        rec.model_name,
+        rec.model_hash,
+        rec.export_label,
+        json.dumps(rec.export_spec, sort_keys=True, default=str),
+    )
 
-    def _migrate(self) -> None:
-        try:
-            version = self.schema_version()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{redact(self.url)} is not a vitbench store: {exc}") from None
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"store {redact(self.url)} has schema version {version}, newer than this vitbench "
-                f"understands ({SCHEMA_VERSION}); upgrade vitbench"
-            )
-        if version == SCHEMA_VERSION:
-            return
-        with self.transaction() as cur:
-            cur.execute("SELECT version FROM vitbench_schema")  # another process may have migrated
-            row = cur.fetchone()
-            current = int(row[0]) if row else 0
-            for statements in MIGRATIONS[current:]:
-                for stmt in statements:
-                    cur.execute(self._ddl(stmt))
-            cur.execute("DELETE FROM vitbench_schema")
-            cur.execute(
-                self._sql("INSERT INTO vitbench_schema (version) VALUES (?)"), (SCHEMA_VERSION,)
-            )
+
+class Store(Database):
+    """A results database. Use :func:`harness.store.open_store`."""
 
     # -- runs -----------------------------------------------------------------------------
     def create_run(
@@ -274,24 +115,16 @@ class Store:
         total_cells: int,
     ) -> None:
         """Create the run, or take it up again if it exists (a resume, or another shard): it is
-        running again and has ``total_cells`` cells, as its plan expands now."""
+        running again and has ``total_cells`` cells, as its plan expands now. One statement,
+        so shards that start at the same instant all succeed."""
         with self.transaction() as cur:
-            cur.execute(self._sql("SELECT id FROM runs WHERE id = ?"), (run_id,))
-            if cur.fetchone():
-                cur.execute(
-                    self._sql(
-                        "UPDATE runs SET status = 'running', finished_at = NULL, total_cells = ? "
-                        "WHERE id = ?"
-                    ),
-                    (total_cells, run_id),
-                )
-                return
             cur.execute(
                 self._sql(
                     "INSERT INTO runs (id, plan_name, plan_hash, git_commit, started_at, "
-                    "finished_at, status, "
-                    "environment, tool_versions, plan, total_cells) VALUES (?, ?, ?, ?, ?, NULL, "
-                    "'running', ?, ?, ?, ?)"
+                    "finished_at, status, environment, tool_versions, plan, total_cells) "
+                    "VALUES (?, ?, ?, ?, ?, NULL, 'running', ?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET status = 'running', finished_at = NULL, "
+                    "total_cells = excluded.total_cells"
                 ),
                 (
                     run_id,
@@ -307,31 +140,39 @@ class Store:
             )
 
     def finish_run_if_complete(self, run_id: str) -> bool:
-        """Mark the run finished once every cell of its plan is done or failed (shards finish
-        it together: whichever completes the last cell)."""
+        """Mark the run finished once every cell of its plan is done or failed, else
+        incomplete; shards finish it together (whichever commits the last cell). The
+        decision and the update are one statement, and a finished run is never marked
+        incomplete by a shard that counted before another committed the last cell."""
+        done = "(SELECT COUNT(*) FROM cells WHERE run_id = ? AND status IN ('done', 'failed'))"
         with self.transaction() as cur:
-            cur.execute(self._sql("SELECT total_cells FROM runs WHERE id = ?"), (run_id,))
-            total = cur.fetchone()[0]
             cur.execute(
                 self._sql(
-                    "SELECT COUNT(*) FROM cells WHERE run_id = ? AND status IN ('done', 'failed')"
+                    f"UPDATE runs SET status = CASE WHEN {done} >= total_cells THEN 'finished' "
+                    f"ELSE 'incomplete' END, finished_at = CASE WHEN {done} >= total_cells "
+                    "THEN ? ELSE NULL END WHERE id = ? AND status <> 'finished'"
                 ),
-                (run_id,),
+                (run_id, run_id, time.time(), run_id),
             )
-            finished = cur.fetchone()[0]
-            if finished >= total:
-                cur.execute(
-                    self._sql("UPDATE runs SET status = 'finished', finished_at = ? WHERE id = ?"),
-                    (time.time(), run_id),
-                )
-                return True
-            cur.execute(self._sql("UPDATE runs SET status = 'incomplete' WHERE id = ?"), (run_id,))
-            return False
+            cur.execute(self._sql("SELECT status FROM runs WHERE id = ?"), (run_id,))
+            row = cur.fetchone()
+        return bool(row) and row[0] == "finished"
+
+    def run_progress(self, run_id: str) -> tuple[int, int]:
+        """(cells done or failed, cells in the plan) of a run."""
+        rows = self._query(
+            "SELECT total_cells, (SELECT COUNT(*) FROM cells WHERE run_id = ? AND status IN "
+            "('done', 'failed')) AS finished FROM runs WHERE id = ?",
+            (run_id, run_id),
+        )
+        if not rows:
+            raise StoreError(f"no run {run_id!r} in {self.label}; `vitbench runs` lists them")
+        return int(rows[0]["finished"]), int(rows[0]["total_cells"])
 
     def run(self, run_id: str) -> dict[str, Any]:
         rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
         if not rows:
-            raise StoreError(f"no run {run_id!r} in {redact(self.url)}; `vitbench runs` lists them")
+            raise StoreError(f"no run {run_id!r} in {self.label}; `vitbench runs` lists them")
         return _decode_run(rows[0])
 
     def runs(
@@ -354,50 +195,26 @@ class Store:
     def latest_run(self) -> dict[str, Any]:
         rows = self.runs(limit=1)
         if not rows:
-            raise StoreError(f"no runs in {redact(self.url)} yet; `vitbench run` makes one")
+            raise StoreError(f"no runs in {self.label} yet; `vitbench run` makes one")
         return rows[0]
 
     # -- cells ----------------------------------------------------------------------------
     def start_cell(self, run_id: str, rec: CellRecord) -> int:
-        """Register a cell as running (or take its row back on a retry); returns its id."""
+        """Register a cell as running (or take its row back on a retry, counting the
+        attempt); returns its id."""
         with self.transaction() as cur:
             cur.execute(
-                self._sql("SELECT id, attempts FROM cells WHERE run_id = ? AND cell_key = ?"),
-                (run_id, rec.cell_key),
-            )
-            row = cur.fetchone()
-            if row:
-                cell_id = int(row[0])
-                cur.execute(self._sql("DELETE FROM samples WHERE cell_id = ?"), (cell_id,))
-                cur.execute(self._sql("DELETE FROM metrics WHERE cell_id = ?"), (cell_id,))
-                cur.execute(
-                    self._sql(
-                        "UPDATE cells SET status = 'running', attempts = ?, started_at = ?, "
-                        "finished_at = NULL, "
-                        "failure_kind = NULL, failure_reason = NULL, device_chipset = ?, device_os "
-                        "= ? WHERE id = ?"
-                    ),
-                    (int(row[1]) + 1, time.time(), rec.device_chipset, rec.device_os, cell_id),
-                )
-                return cell_id
-            cur.execute(
                 self._sql(
-                    "INSERT INTO cells (run_id, cell_key, model_name, model_hash, export_label, "
-                    "export_spec, "
-                    "artifact_sha256, target, device_name, device_chipset, device_os, runtime, "
-                    "compute_unit, status, "
-                    "failure_kind, failure_reason, attempts, started_at, finished_at, details) "
-                    "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, NULL, NULL, 'running', NULL, "
-                    "NULL, 1, ?, NULL, '{}') "
+                    f"INSERT INTO cells ({_CELL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, "
+                    "?, ?, NULL, NULL, 'running', NULL, NULL, 1, ?, NULL, '{}') "
+                    "ON CONFLICT (run_id, cell_key) DO UPDATE SET status = 'running', "
+                    "attempts = cells.attempts + 1, started_at = excluded.started_at, "
+                    "finished_at = NULL, failure_kind = NULL, failure_reason = NULL, "
+                    "device_chipset = excluded.device_chipset, device_os = excluded.device_os "
                     "RETURNING id"
                 ),
                 (
-                    run_id,
-                    rec.cell_key,
-                    rec.model_name,
-                    rec.model_hash,
-                    rec.export_label,
-                    json.dumps(rec.export_spec, sort_keys=True, default=str),
+                    *_record_values(run_id, rec),
                     rec.target,
                     rec.device_name,
                     rec.device_chipset,
@@ -405,76 +222,103 @@ class Store:
                     time.time(),
                 ),
             )
-            return int(cur.fetchone()[0])
+            cell_id = int(cur.fetchone()[0])
+            cur.execute(self._sql("DELETE FROM samples WHERE cell_id = ?"), (cell_id,))
+            cur.execute(self._sql("DELETE FROM metrics WHERE cell_id = ?"), (cell_id,))
+            return cell_id
 
-    def finish_cell(
-        self,
-        cell_id: int,
-        *,
-        status: str,
-        artifact_sha256: str | None = None,
-        runtime: str | None = None,
-        compute_unit: str | None = None,
-        samples_ms: Sequence[float] = (),
-        metrics: Iterable[tuple[str, float, str]] = (),
-        details: dict[str, Any] | None = None,
-        failure_kind: str | None = None,
-        failure_reason: str | None = None,
-    ) -> None:
-        """Write a cell's outcome, its raw samples and its metrics in one transaction."""
-        if status not in ("done", "failed"):
-            raise ValueError(f"status {status!r}")
-        if status == "failed" and failure_kind not in FAILURE_KINDS:
-            raise ValueError(f"failure kind {failure_kind!r}")
+    def write_cell(self, run_id: str, rec: CellRecord, outcome: CellOutcome) -> int:
+        """A cell's whole outcome in one transaction, whether or not ``start_cell`` reached
+        the store: written twice, it is stored once; an outcome older than the one stored
+        (a spool replayed late) changes nothing. Returns the cell's id."""
         with self.transaction() as cur:
             cur.execute(
                 self._sql(
-                    "UPDATE cells SET status = ?, artifact_sha256 = ?, runtime = ?, compute_unit = "
-                    "?, failure_kind = ?, "
-                    "failure_reason = ?, finished_at = ?, details = ? WHERE id = ?"
+                    "SELECT id, finished_at, started_at FROM cells WHERE run_id = ? AND "
+                    "cell_key = ?"
                 ),
-                (
-                    status,
-                    artifact_sha256,
-                    runtime,
-                    compute_unit,
-                    failure_kind,
-                    failure_reason,
-                    time.time(),
-                    json.dumps(details or {}, default=str),
-                    cell_id,
-                ),
+                (run_id, rec.cell_key),
             )
-            cur.execute(self._sql("DELETE FROM samples WHERE cell_id = ?"), (cell_id,))
-            cur.execute(self._sql("DELETE FROM metrics WHERE cell_id = ?"), (cell_id,))
-            if samples_ms:
-                cur.executemany(
+            row = cur.fetchone()
+            if row and row[1] is not None and float(row[1]) > outcome.finished_at:
+                return int(row[0])
+            if row is None:
+                cur.execute(
                     self._sql(
-                        "INSERT INTO samples (cell_id, iteration, latency_ms) VALUES (?, ?, ?)"
+                        f"INSERT INTO cells ({_CELL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, "
+                        "?, ?, ?, NULL, NULL, 'running', NULL, NULL, 1, ?, NULL, '{}') "
+                        "RETURNING id"
                     ),
-                    [(cell_id, i, float(v)) for i, v in enumerate(samples_ms)],
-                )
-            rows = [(cell_id, n, float(v), u) for n, v, u in metrics if v is not None and v == v]
-            if rows:
-                cur.executemany(
-                    self._sql(
-                        "INSERT INTO metrics (cell_id, name, value, unit) VALUES (?, ?, ?, ?)"
+                    (
+                        *_record_values(run_id, rec),
+                        rec.target,
+                        rec.device_name,
+                        rec.device_chipset,
+                        rec.device_os,
+                        outcome.finished_at,
                     ),
-                    rows,
                 )
+                row = cur.fetchone()
+            cell_id = int(row[0])
+            self._write_outcome(cur, cell_id, outcome)
+            return cell_id
+
+    def finish_cell(self, cell_id: int, **outcome: Any) -> None:
+        """Write a cell's outcome, its raw samples and its metrics in one transaction
+        (the fields of :class:`CellOutcome`)."""
+        result = CellOutcome(**outcome)
+        with self.transaction() as cur:
+            self._write_outcome(cur, cell_id, result)
+
+    def _write_outcome(self, cur: Any, cell_id: int, outcome: CellOutcome) -> None:
+        cur.execute(
+            self._sql(
+                "UPDATE cells SET status = ?, artifact_sha256 = ?, runtime = ?, compute_unit = "
+                "?, failure_kind = ?, failure_reason = ?, finished_at = ?, details = ? "
+                "WHERE id = ?"
+            ),
+            (
+                outcome.status,
+                outcome.artifact_sha256,
+                outcome.runtime,
+                outcome.compute_unit,
+                outcome.failure_kind,
+                outcome.failure_reason,
+                outcome.finished_at,
+                json.dumps(outcome.details or {}, default=str),
+                cell_id,
+            ),
+        )
+        cur.execute(self._sql("DELETE FROM samples WHERE cell_id = ?"), (cell_id,))
+        cur.execute(self._sql("DELETE FROM metrics WHERE cell_id = ?"), (cell_id,))
+        rows = [(cell_id, i, v) for i, v in enumerate(outcome.samples_ms)]
+        if rows and self.dialect == "postgresql":  # COPY: one round trip, not one per sample
+            with cur.copy("COPY samples (cell_id, iteration, latency_ms) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        elif rows:
+            cur.executemany(
+                "INSERT INTO samples (cell_id, iteration, latency_ms) VALUES (?, ?, ?)", rows
+            )
+        rows = [
+            (cell_id, n, float(v), u) for n, v, u in outcome.metrics if v is not None and v == v
+        ]
+        if rows:
+            cur.executemany(
+                self._sql("INSERT INTO metrics (cell_id, name, value, unit) VALUES (?, ?, ?, ?)"),
+                rows,
+            )
 
     def add_metrics(self, cell_id: int, metrics: Iterable[tuple[str, float, str]]) -> None:
         with self.transaction() as cur:
-            for n, v, u in metrics:
-                cur.execute(
-                    self._sql("DELETE FROM metrics WHERE cell_id = ? AND name = ?"), (cell_id, n)
-                )
-                cur.execute(
-                    self._sql(
-                        "INSERT INTO metrics (cell_id, name, value, unit) VALUES (?, ?, ?, ?)"
-                    ),
-                    (cell_id, n, float(v), u),
-                )
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO metrics (cell_id, name, value, unit) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (cell_id, name) DO UPDATE SET value = excluded.value, "
+                    "unit = excluded.unit"
+                ),
+                [(cell_id, n, float(v), u) for n, v, u in metrics],
+            )
 
     def drop_placeholders(self, run_id: str, keep: Iterable[str]) -> list[str]:
         """Delete the run's placeholder cells (failed because their device could not be
@@ -543,14 +387,12 @@ class Store:
     ) -> None:
         with self.transaction() as cur:
             cur.execute(
-                self._sql("DELETE FROM jobs WHERE run_id = ? AND cell_key = ? AND job_kind = ?"),
-                (run_id, cell_key, job_kind),
-            )
-            cur.execute(
                 self._sql(
                     "INSERT INTO jobs (run_id, cell_key, target, job_kind, job_id, status, "
-                    "created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (run_id, cell_key, job_kind) DO UPDATE SET "
+                    "target = excluded.target, job_id = excluded.job_id, "
+                    "status = excluded.status, created_at = excluded.created_at"
                 ),
                 (run_id, cell_key, target, job_kind, job_id, status, time.time()),
             )
@@ -573,20 +415,3 @@ def _decode_run(row: dict[str, Any]) -> dict[str, Any]:
     for key in ("environment", "tool_versions", "plan"):
         row[key] = json.loads(row[key])
     return row
-
-
-_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
-
-
-def open_store(url: str | Path | None = None) -> Store:
-    """A store from a URL (``postgresql://user@host/db``, ``sqlite:///path``) or a file path.
-    Default: $VITBENCH_STORE, else ./vitbench-results.db."""
-    import os
-
-    url = str(url or os.environ.get("VITBENCH_STORE") or DEFAULT_STORE)
-    if _SCHEME.match(url) and not url.startswith(("sqlite:", "postgresql://", "postgres://")):
-        raise StoreError(
-            f"unsupported store URL {redact(url)}: use a file path, sqlite:///PATH or "
-            "postgresql://..."
-        )
-    return Store(url)

@@ -98,7 +98,7 @@ def report(run_id, fmt, out, store_url, history_runs) -> None:
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
     default=0.01,
     show_default=True,
-    help="Significance level of the Mann-Whitney test.",
+    help="Significance level of the test on the ratio of medians.",
 )
 @click.option(
     "--min-effect",
@@ -107,16 +107,27 @@ def report(run_id, fmt, out, store_url, history_runs) -> None:
     show_default=True,
     help="Smallest change of the median that counts (0.05 = 5%).",
 )
+@click.option(
+    "--noise-floor",
+    type=click.FloatRange(min=0),
+    default=0.02,
+    show_default=True,
+    help="Run-to-run noise of a cell (0.02 = 2%) assumed where RUN_A's plan has too few "
+    "earlier runs to measure it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def compare(run_a, run_b, store_url, alpha, min_effect, as_json) -> None:
-    """Per-cell latency change from RUN_A to RUN_B on the raw samples: ratio of medians with
-    its bootstrap interval, Mann-Whitney p-value, and slower / faster / no change."""
+def compare(run_a, run_b, store_url, alpha, min_effect, noise_floor, as_json) -> None:
+    """Per-cell latency change from RUN_A to RUN_B: ratio of medians with a 95% interval that
+    holds the within-run sampling noise and the cell's run-to-run noise (from the history of
+    RUN_A's plan, else --noise-floor), p-value, and slower / faster / no change."""
     from harness.tables import format_table
     from reports.data import records
     from reports.frame import open_results
     from reports.trends import compare_runs
 
-    frame = compare_runs(open_results(store_url), run_a, run_b, alpha, min_effect)
+    frame = compare_runs(
+        open_results(store_url), run_a, run_b, alpha, min_effect, noise_floor=noise_floor
+    )
     if as_json:
         emit_json(
             {
@@ -147,8 +158,9 @@ def compare(run_a, run_b, store_url, alpha, min_effect, as_json) -> None:
         )
         rows.append((r.label, r.median_a_ms, r.median_b_ms, round(r.ratio, 3), ci, p, r.verdict))
     click.echo(
-        f"{run_b} against {run_a}: median ratio B/A, 95% bootstrap interval, Mann-Whitney p "
-        f"(a change needs p < {alpha:g}, an interval excluding 1 and at least {min_effect:.0%})"
+        f"{run_b} against {run_a}: median ratio B/A, 95% interval and p with within-run and "
+        f"run-to-run noise (a change needs p < {alpha:g}, an interval excluding 1 and at least "
+        f"{min_effect:.0%})"
     )
     click.echo(
         format_table(

@@ -210,9 +210,10 @@ def history(report: RunResults) -> str:
         return '<p class="note">No earlier run of this plan: trends start with the next run.</p>'
     parts = [
         f'<p class="meta">{len(h.run_ids)} runs of plan <b>{escape(h.plan_name)}</b>, '
-        f"{escape(h.run_ids[0])} … {escape(h.run_ids[-1])}. A change needs a Mann-Whitney p "
-        "below 0.01, a bootstrap interval of the median ratio that excludes 1, and a size of at "
-        "least 5% and three times the cell's night-to-night noise.</p>"
+        f"{escape(h.run_ids[0])} … {escape(h.run_ids[-1])}. Changes are judged on nights, not "
+        "raw samples: a change point confirmed by a t-test on the nights' medians (allowing for "
+        "the search), the newest night against the prediction interval of its level, and a new "
+        "level at least 3% and one night-to-night noise away.</p>"
     ]
     if h.changes:
         parts.append(

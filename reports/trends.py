@@ -1,18 +1,24 @@
-"""Did it get slower? Changes between runs, judged on raw samples.
+"""Did it get slower? Changes between runs and over a plan's history, each judged on the unit
+that varies: the run (the night), not the raw sample.
 
-Two runs (``compare_runs``) or a run against the history of its plan (``detect_changes``):
+A run's level moves as a whole from one run to the next (clocks, temperature, other load), so
+hundreds of samples of one run are not hundreds of independent looks at the next one. Pooling
+samples of different nights into one sample makes a rank test "confirm" most unchanged nights.
 
-- Two sets of samples differ when a two-sided Mann-Whitney U test says so (``alpha``), the
-  bootstrap interval of the ratio of medians excludes 1, *and* the ratio is of a practical size
-  (``min_effect``; over a history, at least three times the run-to-run noise of the cell's
-  medians, so a cell that is noisy night to night needs a bigger step to count). Significance
-  alone flags harmless 1% shifts once there are a thousand samples; a fixed percentage alone
-  flags noise.
-- Over a history, change points in the per-run medians (log scale) come from binary
-  segmentation with a penalty scaled by the robust run-to-run noise; each candidate is then
-  confirmed by the sample test: the runs before it against its first run and against the runs
-  of its new level (up to three each side). The newest run, which a segmentation cannot
-  isolate, is compared with the runs since the last confirmed change.
+- Over a history (``detect_changes``): each cell's series of nights (the log of each night's
+  median) goes through :func:`reports.nights.find_shifts`: change points confirmed by a t-test on
+  the nights at a critical value that allows for the split having been searched for, the
+  newest night against a prediction interval of its level, and a size threshold applied to the
+  new level (the median of the nights after the change), ``min_effect`` and at least
+  ``noise_multiple`` times the cell's night-to-night noise.
+- Two runs (``compare_runs``, the pull-request check): the ratio of the two medians against
+  the within-run sampling noise (bootstrap) *plus* the run-to-run noise of that cell, taken
+  from the history of the base run's plan when there is one (``MIN_HISTORY_DF`` degrees of
+  freedom or more) and otherwise from ``RUN_NOISE_FLOOR``. A change needs p < ``alpha``, a 95%
+  interval of the ratio that excludes 1 and a size of at least ``min_effect``: significance
+  alone flags harmless 1% shifts; a fixed percentage alone flags noise.
+- ``compare_samples`` without ``between_noise`` compares two sets of samples of *one* session
+  (Mann-Whitney and a bootstrap interval): right only where the samples share one level.
 """
 
 from __future__ import annotations
@@ -28,20 +34,48 @@ import pandas as pd
 from harness.measure import rank_test_p
 from harness.store import Store, StoreError
 from reports.frame import cells_frame, history_frame
+from reports.nights import (
+    LEVEL_EFFECT,
+    NOISE_MULTIPLE,
+    Shift,
+    change_points,
+    find_shifts,
+    run_to_run_noise,
+    t_quantile,
+    t_sf,
+)
 from reports.stored_run import StoredRun
 from reports.text import cell_label
 
 ALPHA = 0.01
-MIN_EFFECT = 0.05  # a change must move the median by at least 5% ...
-NOISE_MULTIPLE = 3.0  # ... and by at least 3x the cell's run-to-run noise over a history
+MIN_EFFECT = 0.05  # two runs: a change must move the median by at least 5%
 MIN_SAMPLES = 5
-POOL_RUNS = 3  # runs pooled either side of a change point for the sample test
+RUN_NOISE_FLOOR = 0.02  # run-to-run sd of a cell's level (log) assumed when no history says
+MIN_HISTORY_DF = 5  # a history gives the run-to-run noise from six runs of one level on
+HISTORY_RUNS = 30  # runs of the base run's plan read for the run-to-run noise
+
+__all__ = [
+    "ALPHA",
+    "MIN_EFFECT",
+    "Change",
+    "Comparison",
+    "History",
+    "Trend",
+    "change_points",
+    "compare_runs",
+    "compare_samples",
+    "detect_changes",
+    "ratio_of_medians_interval",
+    "run_noise",
+    "run_to_run_noise",
+]
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """``after`` against ``before``: ratio of medians (after / before) with its bootstrap
-    interval, the rank-test p-value and the verdict."""
+    """``after`` against ``before``: medians, their ratio (after / before) with its 95%
+    interval, the test's p-value and the verdict. ``n_before``/``n_after`` count the units
+    compared: raw samples for two runs, nights over a history."""
 
     median_before_ms: float
     median_after_ms: float
@@ -61,6 +95,21 @@ class Comparison:
         d = asdict(self)
         d["ratio_ci"] = list(self.ratio_ci)
         return d
+
+    @classmethod
+    def of_shift(cls, shift: Shift) -> Comparison:
+        """A change of level found over a history (medians of nights, counts of nights)."""
+        return cls(
+            shift.level_before,
+            shift.level_after,
+            shift.ratio,
+            shift.ratio_ci,
+            shift.p_value,
+            shift.n_before,
+            shift.n_after,
+            shift.effect,
+            shift.direction,
+        )
 
 
 def ratio_of_medians_interval(
@@ -88,6 +137,29 @@ def ratio_of_medians_interval(
     return float(lo), float(hi)
 
 
+def _between_runs_test(
+    a: np.ndarray,
+    b: np.ndarray,
+    ratio: float,
+    confidence: float,
+    n_boot: int,
+    seed: int,
+    noise: float,
+    df: float,
+) -> tuple[float, tuple[float, float]]:
+    """p-value and interval of the ratio of two runs' medians when each run's level also
+    varies by ``noise`` (sd of the log level, ``df`` degrees of freedom): the within-run
+    standard error (from the bootstrap interval) and the two runs' level noise in quadrature."""
+    lo, hi = ratio_of_medians_interval(a, b, confidence, n_boot, seed)
+    z = t_quantile(0.5 + confidence / 2, math.inf)
+    within = (math.log(hi) - math.log(lo)) / (2 * z) if lo > 0 else math.inf
+    se = math.sqrt(within * within + 2 * noise * noise)
+    d = math.log(ratio)
+    p = min(1.0, 2 * t_sf(abs(d) / se, df)) if se > 0 else 0.0
+    q = t_quantile(0.5 + confidence / 2, df)
+    return p, (math.exp(d - q * se), math.exp(d + q * se))
+
+
 def compare_samples(
     before: Sequence[float],
     after: Sequence[float],
@@ -97,15 +169,25 @@ def compare_samples(
     n_boot: int = 1000,
     seed: int = 0,
     full: bool = True,
+    *,
+    between_noise: float = 0.0,
+    between_df: float = math.inf,
 ) -> Comparison:
-    """Whether ``after`` is slower, faster or no different from ``before`` (see module doc).
-    With ``full=False`` the rank test runs only when the size allows a change, and the
-    bootstrap only when the test does too (NaN otherwise): what a scan over many cells needs."""
+    """Whether ``after`` is slower, faster or no different from ``before``: p < ``alpha``, an
+    interval of the ratio of medians that excludes 1, and a ratio at least ``min_effect`` from 1.
+
+    With ``between_noise`` (the sd of a run's log level from one run to the next, estimated
+    with ``between_df`` degrees of freedom; inf: taken as known) the samples are two runs:
+    the test and the interval add both runs' level noise to the within-run noise, so many
+    samples of each run are never taken as proof on their own. Without it they are two sets of
+    one session: a Mann-Whitney test and a bootstrap interval. With ``full=False`` the tests
+    run only when the size allows a change (NaN otherwise): what a scan over many cells
+    needs."""
     a = np.asarray(before, dtype=np.float64)
     b = np.asarray(after, dtype=np.float64)
     med_a = float(np.median(a)) if a.size else math.nan
     med_b = float(np.median(b)) if b.size else math.nan
-    if a.size < MIN_SAMPLES or b.size < MIN_SAMPLES or not med_a > 0:
+    if a.size < MIN_SAMPLES or b.size < MIN_SAMPLES or not med_a > 0 or not med_b > 0:
         return Comparison(
             med_a,
             med_b,
@@ -119,13 +201,17 @@ def compare_samples(
         )
     ratio = med_b / med_a
     big_enough = abs(ratio - 1) >= min_effect
-    p = rank_test_p(a, b) if big_enough or full else math.nan
-    candidate = big_enough and p < alpha
-    lo, hi = math.nan, math.nan
-    if candidate or full:
-        lo, hi = ratio_of_medians_interval(a, b, confidence, n_boot, seed)
+    p, (lo, hi) = math.nan, (math.nan, math.nan)
+    if between_noise > 0 and (big_enough or full):
+        p, (lo, hi) = _between_runs_test(
+            a, b, ratio, confidence, n_boot, seed, between_noise, between_df
+        )
+    elif between_noise <= 0:
+        p = rank_test_p(a, b) if big_enough or full else math.nan
+        if (big_enough and p < alpha) or full:
+            lo, hi = ratio_of_medians_interval(a, b, confidence, n_boot, seed)
     verdict = "no change"
-    if candidate:
+    if big_enough and p < alpha:
         if lo > 1:
             verdict = "slower"
         elif hi < 1:
@@ -133,61 +219,6 @@ def compare_samples(
     return Comparison(
         med_a, med_b, ratio, (lo, hi), p, int(a.size), int(b.size), min_effect, verdict
     )
-
-
-# -- change points over a history -----------------------------------------------------------
-
-
-def run_to_run_noise(values: Sequence[float]) -> float:
-    """Robust standard deviation of night-to-night changes of a (log) series: the median
-    absolute first difference, scaled to a normal sigma. A step moves one difference only, so
-    it barely moves this estimate."""
-    y = np.asarray(values, dtype=np.float64)
-    if y.size < 3:
-        return 0.0
-    return float(np.median(np.abs(np.diff(y))) / (0.6745 * math.sqrt(2)))
-
-
-def _segment_cost(csum: np.ndarray, csum2: np.ndarray, s: int, e: int) -> float:
-    n = e - s
-    total = csum[e] - csum[s]
-    return float((csum2[e] - csum2[s]) - total * total / n)
-
-
-def change_points(
-    values: Sequence[float],
-    min_size: int = 2,
-    penalty: float | None = None,
-    noise_floor: float = 0.005,
-) -> list[int]:
-    """Indices where the mean of ``values`` shifts (the first index of each new level), by
-    binary segmentation on squared error. ``penalty`` defaults to 3 log(n) sigma^2 with sigma
-    the robust run-to-run noise (at least ``noise_floor``)."""
-    y = np.asarray(values, dtype=np.float64)
-    n = y.size
-    if n < 2 * min_size:
-        return []
-    if penalty is None:
-        sigma = max(run_to_run_noise(y), noise_floor)
-        penalty = 3.0 * math.log(n) * sigma * sigma
-    csum = np.concatenate([[0.0], np.cumsum(y)])
-    csum2 = np.concatenate([[0.0], np.cumsum(y * y)])
-    found: list[int] = []
-    stack = [(0, n)]
-    while stack:
-        s, e = stack.pop()
-        if e - s < 2 * min_size:
-            continue
-        whole = _segment_cost(csum, csum2, s, e)
-        best_k, best_gain = -1, 0.0
-        for k in range(s + min_size, e - min_size + 1):
-            gain = whole - _segment_cost(csum, csum2, s, k) - _segment_cost(csum, csum2, k, e)
-            if gain > best_gain:
-                best_k, best_gain = k, gain
-        if best_k > 0 and best_gain > penalty:
-            found.append(best_k)
-            stack += [(s, best_k), (best_k, e)]
-    return sorted(found)
 
 
 @dataclass(frozen=True)
@@ -257,35 +288,10 @@ class History:
         }
 
 
-def _pooled(samples: dict[int, list[float]], cell_ids: Sequence[int]) -> np.ndarray:
-    parts = [samples.get(int(c), []) for c in cell_ids]
-    return (
-        np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]) if parts else np.empty(0)
-    )
-
-
-def detect_changes(
-    store: Store,
-    run_id: str,
-    last_n: int = 30,
-    alpha: float = ALPHA,
-    min_effect: float = MIN_EFFECT,
-    noise_multiple: float = NOISE_MULTIPLE,
-    current: StoredRun | None = None,
-    samples: dict[int, list[float]] | None = None,
-) -> History:
-    """Trends and confirmed changes of every cell over the last ``last_n`` runs of the run's
-    plan (the run included, later runs ignored). ``current`` is the run ``run_id`` already
-    read and ``samples`` raw samples already read (by cell id): neither is read again."""
-    current = current if current is not None else StoredRun.load(store, run_id)
-    if current.run_id != run_id:
-        raise ValueError(f"rows of run {current.run_id!r} passed for run {run_id!r}")
-    run = current.run
-    hist = history_frame(store, run["plan_name"], last_n, current=current)
-    run_ids = list(dict.fromkeys(hist["run_id"])) if len(hist) else [run_id]
-    if run_id not in run_ids:
-        run_ids.append(run_id)
-    found: list[tuple[Trend, list[int], list[int]]] = []  # trend, cell ids per run, candidate cuts
+def _trends(hist: pd.DataFrame) -> list[tuple[Trend, np.ndarray]]:
+    """One trend per cell of a history frame (nights with a positive p50, oldest first) and the
+    log of its p50s."""
+    out = []
     for key, rows in hist.groupby("cell_key", sort=True):
         rows = rows.sort_values("run_index")
         p50 = rows["p50_ms"].to_numpy(dtype=np.float64)
@@ -303,69 +309,73 @@ def detect_changes(
             p90_ms=[float(v) for v in rows["p90_ms"]],
             noise=run_to_run_noise(logs),
         )
-        found.append((trend, [int(c) for c in rows["cell_id"]], change_points(logs)))
-    # one query for the raw samples of every run near a candidate and of the newest runs
-    needed: set[int] = set()
-    for _, cids, cuts in found:
-        for k in cuts:
-            needed.update(cids[max(0, k - POOL_RUNS) : k + POOL_RUNS])
-        needed.update(cids[-POOL_RUNS - 1 :])
-    known = samples or {}
-    missing = sorted(c for c in needed if c not in known)
-    samples = {**known, **store.samples(missing)} if missing else known
-    for trend, cids, cuts in found:
-        effect = max(min_effect, noise_multiple * trend.noise)
-        confirmed: list[int] = []
-        for i, k in enumerate(cuts):
-            lo = max(confirmed[-1] if confirmed else 0, k - POOL_RUNS)
-            hi = min(cuts[i + 1] if i + 1 < len(cuts) else len(cids), k + POOL_RUNS)
-            before = _pooled(samples, cids[lo:k])
-            # the first run of the new level must itself differ (a segment may start one run
-            # early) ...
-            first = compare_samples(
-                before, _pooled(samples, cids[k : k + 1]), alpha, effect, full=False
-            )
-            # ... and so must the new level as a whole
-            level = compare_samples(before, _pooled(samples, cids[k:hi]), alpha, effect, full=False)
-            if first.changed and level.verdict == first.verdict:
-                confirmed.append(k)
-                trend.changes.append(
-                    Change(
-                        trend.cell_key,
-                        trend.label,
-                        trend.run_ids[k],
-                        trend.run_indices[k],
-                        "change point",
-                        level,
-                    )
+        out.append((trend, logs))
+    return out
+
+
+def detect_changes(
+    store: Store,
+    run_id: str,
+    last_n: int = 30,
+    alpha: float = ALPHA,
+    min_effect: float = LEVEL_EFFECT,
+    noise_multiple: float = NOISE_MULTIPLE,
+    current: StoredRun | None = None,
+    samples: dict[int, list[float]] | None = None,
+) -> History:
+    """Trends and confirmed changes of every cell over the last ``last_n`` runs of the run's
+    plan (the run included, later runs ignored), each run one night of the cell's series (its
+    median; see :mod:`reports.nights`). ``alpha`` is the false-alarm budget of one cell over
+    the window. ``current`` is the run ``run_id`` already read: it is not read again.
+    ``samples`` (raw samples already read, by cell id) is accepted for callers that have them;
+    the tests are on the nights, so no raw sample is read."""
+    del samples  # the unit is the night: its median is in the metrics already read
+    current = current if current is not None else StoredRun.load(store, run_id)
+    if current.run_id != run_id:
+        raise ValueError(f"rows of run {current.run_id!r} passed for run {run_id!r}")
+    run = current.run
+    hist = history_frame(store, run["plan_name"], last_n, current=current)
+    run_ids = list(dict.fromkeys(hist["run_id"])) if len(hist) else [run_id]
+    if run_id not in run_ids:
+        run_ids.append(run_id)
+    trends = []
+    for trend, logs in _trends(hist):
+        nights = find_shifts(
+            logs, alpha, min_effect, noise_multiple, latest=trend.run_ids[-1] == run_id
+        )
+        for shift in sorted(nights.shifts, key=lambda s: s.index):
+            trend.changes.append(
+                Change(
+                    trend.cell_key,
+                    trend.label,
+                    trend.run_ids[shift.index],
+                    trend.run_indices[shift.index],
+                    shift.source,
+                    Comparison.of_shift(shift),
                 )
-        last = len(cids) - 1
-        if trend.run_ids[-1] == run_id and last >= 1 and last not in confirmed:
-            lo = max(confirmed[-1] if confirmed else 0, last - POOL_RUNS)
-            cmp = compare_samples(
-                _pooled(samples, cids[lo:last]),
-                _pooled(samples, cids[last:]),
-                alpha,
-                effect,
-                full=False,
             )
-            if cmp.changed:
-                trend.changes.append(
-                    Change(
-                        trend.cell_key,
-                        trend.label,
-                        trend.run_ids[last],
-                        trend.run_indices[last],
-                        "latest run",
-                        cmp,
-                    )
-                )
-    return History(
-        plan_name=run["plan_name"], run_id=run_id, run_ids=run_ids, trends=[t for t, _, _ in found]
-    )
+        trends.append(trend)
+    return History(plan_name=run["plan_name"], run_id=run_id, run_ids=run_ids, trends=trends)
 
 
 # -- two runs -------------------------------------------------------------------------------
+
+
+def run_noise(
+    log_levels: Sequence[float], floor: float = RUN_NOISE_FLOOR
+) -> tuple[float, float, str]:
+    """Run-to-run noise of a cell's level from its history (log of each run's median, oldest
+    first): the pooled standard deviation within its levels (cut at the changes the history
+    shows) and its degrees of freedom, with where it came from. Fewer than
+    ``MIN_HISTORY_DF`` degrees of freedom: the larger of ``floor`` and what the history says,
+    taken as known."""
+    y = np.asarray(log_levels, dtype=np.float64)
+    nights = find_shifts(y) if y.size >= 3 else None
+    if nights is not None and nights.df >= MIN_HISTORY_DF:
+        return nights.sigma, float(nights.df), "history"
+    said = nights.sigma if nights is not None and nights.df > 0 else 0.0
+    return max(floor, said), math.inf, "floor"
+
 
 COMPARE_COLUMNS = [
     "cell_key",
@@ -380,15 +390,42 @@ COMPARE_COLUMNS = [
     "p_value",
     "n_a",
     "n_b",
+    "run_noise",
+    "noise_from",
     "verdict",
 ]
 
 
+def _history_levels(store: Store, run_a: str, run_b: str, last_n: int) -> dict[str, np.ndarray]:
+    """Log p50 per cell key over the last ``last_n`` runs of run A's plan up to A (A included,
+    B left out), oldest first."""
+    if last_n < 3:
+        return {}
+    try:
+        hist = history_frame(store, store.run(run_a)["plan_name"], last_n, until_run=run_a)
+    except StoreError:
+        return {}
+    hist = hist[(hist["run_id"] != run_b) & (hist["p50_ms"] > 0)]
+    return {
+        str(key): np.log(rows.sort_values("run_index")["p50_ms"].to_numpy(dtype=np.float64))
+        for key, rows in hist.groupby("cell_key", sort=False)
+    }
+
+
 def compare_runs(
-    store: Store, run_a: str, run_b: str, alpha: float = ALPHA, min_effect: float = MIN_EFFECT
+    store: Store,
+    run_a: str,
+    run_b: str,
+    alpha: float = ALPHA,
+    min_effect: float = MIN_EFFECT,
+    *,
+    noise_floor: float = RUN_NOISE_FLOOR,
+    history_runs: int = HISTORY_RUNS,
 ) -> pd.DataFrame:
-    """Per cell present in either run: medians, ratio B/A with its interval, p-value and
-    verdict (slower / faster / no change; or why it was not compared)."""
+    """Per cell present in either run: medians, ratio B/A with its 95% interval, p-value and
+    verdict (slower / faster / no change; or why it was not compared). The run-to-run noise
+    of each cell (``run_noise``, with ``noise_from``: "history" or "floor") comes from up to
+    ``history_runs`` runs of A's plan up to A (:func:`run_noise`), else ``noise_floor``."""
     for rid in (run_a, run_b):
         store.run(rid)
     if run_a == run_b:
@@ -398,6 +435,7 @@ def compare_runs(
     b = {r.cell_key: r for r in cells[cells["run_id"] == run_b].itertuples()}
     done = [r.cell_id for r in (*a.values(), *b.values()) if r.status == "done"]
     samples = store.samples(done) if done else {}
+    levels = _history_levels(store, run_a, run_b, history_runs)
     rows = []
     for key in sorted(set(a) | set(b), key=lambda k: cell_label((a.get(k) or b.get(k))._asdict())):
         ra, rb = a.get(key), b.get(key)
@@ -411,8 +449,14 @@ def compare_runs(
         if ra is None or rb is None or ra.status != "done" or rb.status != "done":
             row["verdict"] = "not compared"
         else:
+            noise, df, source = run_noise(levels.get(key, np.empty(0)), noise_floor)
             cmp = compare_samples(
-                samples.get(ra.cell_id, []), samples.get(rb.cell_id, []), alpha, min_effect
+                samples.get(ra.cell_id, []),
+                samples.get(rb.cell_id, []),
+                alpha,
+                min_effect,
+                between_noise=noise,
+                between_df=df,
             )
             row.update(
                 median_a_ms=cmp.median_before_ms,
@@ -423,6 +467,8 @@ def compare_runs(
                 p_value=cmp.p_value,
                 n_a=cmp.n_before,
                 n_b=cmp.n_after,
+                run_noise=noise,
+                noise_from=source,
                 verdict=cmp.verdict,
             )
         rows.append(row)

@@ -139,21 +139,15 @@ def test_shards_write_into_one_run(env):
     outs = []
     for shard in ("1/2", "2/2"):
         code, out = _cli(
-            "run",
-            _plan(env),
-            "--store",
-            db,
-            "--shard",
-            shard,
-            "--run-id",
-            "nightly-1",
-            "--quiet",
-            "--json",
+            "run", _plan(env), "--store", db, "--shard", shard, "--run-id", "nightly-1", "--json"
         )
         assert code == 0, out
-        outs.append(json.loads(out))
+        outs.append(json.loads(out[out.index("{") :]))
     assert outs[0]["done"] == 1 and outs[1]["done"] == 1
-    assert not outs[0]["finished"] and outs[1]["finished"]
+    assert not outs[0]["finished"] and outs[0]["waiting"] == 1 and outs[1]["finished"]
+    # a shard done while another measures says so, not "incomplete"
+    code, out = _cli("run", _plan(env), "--store", db, "--shard", "1/2", "--run-id", "nightly-2")
+    assert code == 0 and "shard 1/2 done; run nightly-2 waits for 1 cell of other shards" in out
     run = open_store(db).run("nightly-1")
     assert run["status"] == "finished" and len(open_store(db).cells(["nightly-1"])) == 2
 

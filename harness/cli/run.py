@@ -185,7 +185,7 @@ def _state(summary) -> str:
     if summary.shard != "1/1":
         return (
             f"shard {summary.shard} done; run {summary.run_id} waits for {summary.waiting} "
-            "cells of other shards"
+            f"cell{'s' if summary.waiting != 1 else ''} of other shards"
         )
     return f"incomplete (resume with --resume {summary.run_id})"
 

@@ -90,7 +90,7 @@ class Team:
     def __init__(self, tmp_path: Path, url: str, site: str, env: dict[str, str]):
         self.ctx = multiprocessing.get_context("forkserver")
         self.ctx.set_forkserver_preload(
-            ["torch", "torch.fx.experimental.symbolic_shapes", "onnxruntime"]
+            ["torch", "torch.fx.experimental.symbolic_shapes", "onnxruntime", "scipy.stats"]
             + ["harness.dispatch", "harness.model", "harness.export"]
         )
         self.tmp, self.url, self.site, self.env = tmp_path, url, site, env

@@ -281,6 +281,19 @@ def compress(
     is_flag=True,
     help="The data set's images may go to the target's service (AI Hub) in this run.",
 )
+@click.option(
+    "--choose-threshold",
+    is_flag=True,
+    help="Binary task: choose the decision threshold on the val split (Youden's J) and write "
+    "it into the checkpoint's config.json.",
+)
+@click.option(
+    "--target-sensitivity",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="With --choose-threshold: the highest threshold reaching this sensitivity "
+    "(screening, e.g. 0.95).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def eval_(
     model,
@@ -291,17 +304,22 @@ def eval_(
     target_name,
     device_name,
     allow_data_upload,
+    choose_threshold,
+    target_sensitivity,
     as_json,
 ):
     """Accuracy of a checkpoint (PyTorch) or of an exported artifact on a target, on a data set.
 
     MODEL is a checkpoint folder or preset (run in PyTorch), or an artifact folder / model file
-    with a manifest (run through --target's infer, on its device).
+    with a manifest (run through --target's infer, on its device). A binary task is also
+    scored at the model's decision threshold (sensitivity, specificity, PPV, NPV); a
+    multi-class one per class, a multi-label one per label.
     """
     from pathlib import Path
 
-    from harness.accuracy import artifact_accuracy, model_accuracy
-    from harness.artifact import MANIFEST, Artifact
+    from harness.accuracy import model_accuracy
+    from harness.artifact import MANIFEST
+    from harness.operating_point import NO_THRESHOLD
 
     ds = load_splits(data, uncertain, frontal_only, splits=(split,))[split]
     p = Path(model)
@@ -310,28 +328,20 @@ def eval_(
         or (p / MANIFEST).is_file()
         or (p.is_file() and (p.parent / MANIFEST).is_file())
     )
+    if target_sensitivity is not None and not choose_threshold:
+        raise UserError("--target-sensitivity goes with --choose-threshold")
+    if choose_threshold and (is_artifact or not p.is_dir()):
+        raise UserError(
+            f"--choose-threshold writes into a checkpoint folder's config.json; {model} is not one"
+        )
+    choice = None
     if is_artifact:
         if target_name is None:
             raise UserError(
                 f"{model} is an exported artifact; say where to run it with --target (e.g. "
                 "--target host)"
             )
-        from harness import plugins
-
-        artifact = Artifact.load(p).verify()
-        target = plugins.target(target_name)
-        if not target.accepts(artifact):
-            raise UserError(f"target {target_name!r} cannot run a {artifact.format} artifact")
-        devices = target.devices()
-        chosen = [d for d in devices if device_name in (None, d.name, d.id)]
-        if not chosen:
-            raise UserError(
-                f"target {target_name!r} has no device {device_name!r}; "
-                f"available: {', '.join(d.name for d in devices) or 'none'}"
-            )
-        result = artifact_accuracy(
-            artifact, target, chosen[0], ds, allow_data_upload=allow_data_upload
-        )
+        result = artifact_result(p, target_name, device_name, ds, allow_data_upload, not as_json)
     else:
         if target_name is not None:
             raise UserError(
@@ -341,11 +351,72 @@ def eval_(
             )
         from harness.model import load_model
 
-        result = model_accuracy(load_model(model), ds)
+        net = load_model(model)
+        if choose_threshold:
+            choice, net = pick_threshold(net, p, data, uncertain, frontal_only, target_sensitivity)
+        result = model_accuracy(net, ds, warn_no_threshold=not as_json)
     if as_json:
-        emit_json(result.to_dict())
+        # --json warns in the object, not on stderr
+        extra = {"threshold_choice": choice.to_dict()} if choice is not None else {}
+        if result.operating_point is not None and result.threshold_rule == "default":
+            extra["warnings"] = [NO_THRESHOLD]
+        emit_json(result.to_dict() | extra)
         return
+    if choice is not None:
+        click.echo(f"chose {choice} on the val split; written to {p / 'config.json'}")
     click.echo(f"model   {model} ({result.source})")
     click.echo(f"data    {result.data} [{ds.layout}, {split}, {result.n} images]")
     for r in result.results:
         click.echo(f"{r.name:18} {r.value:.4f}  95% CI [{r.ci_low:.4f}, {r.ci_high:.4f}]")
+    for line in result.clinical_lines():
+        click.echo(line)
+
+
+def pick_threshold(net, folder, data, uncertain, frontal_only, target_sensitivity):
+    """Choose the decision threshold on the val split, write it into ``folder``'s config.json;
+    returns the choice and the model with the threshold in its config."""
+    from harness import operating_point as op
+    from harness.data import check_images
+    from harness.inference import predict, tensors
+    from harness.model.checkpoint import write_threshold
+
+    val = load_splits(data, uncertain, frontal_only, splits=("val",))["val"]
+    if not op.is_binary(val.task, val.num_classes):
+        raise UserError(
+            f"--choose-threshold applies to binary tasks; {data} is a {val.task} task with "
+            f"{val.num_classes} classes"
+        )
+    val.check_fits(net.config)
+    check_images(val)
+    scores = predict(net, tensors(val, net.config.img_size, net.config.in_chans))
+    choice = op.choose_threshold(val.labels, scores, target_sensitivity=target_sensitivity)
+    write_threshold(folder, choice.threshold, choice.rule)
+    net.config = net.config.replace(decision_threshold=choice.threshold, threshold_rule=choice.rule)
+    return choice, net
+
+
+def artifact_result(p, target_name, device_name, ds, allow_data_upload, warn):
+    """An exported artifact's accuracy through ``target_name``'s infer."""
+    from harness import plugins
+    from harness.accuracy import artifact_accuracy
+    from harness.artifact import Artifact
+
+    artifact = Artifact.load(p).verify()
+    target = plugins.target(target_name)
+    if not target.accepts(artifact):
+        raise UserError(f"target {target_name!r} cannot run a {artifact.format} artifact")
+    devices = target.devices()
+    chosen = [d for d in devices if device_name in (None, d.name, d.id)]
+    if not chosen:
+        raise UserError(
+            f"target {target_name!r} has no device {device_name!r}; "
+            f"available: {', '.join(d.name for d in devices) or 'none'}"
+        )
+    return artifact_accuracy(
+        artifact,
+        target,
+        chosen[0],
+        ds,
+        allow_data_upload=allow_data_upload,
+        warn_no_threshold=warn,
+    )

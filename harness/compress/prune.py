@@ -128,8 +128,11 @@ def prune(
             raise ValueError(f"block {i} must keep at least one head and one neuron")
         if max(keep_heads[i]) >= cfg.num_heads[i] or max(keep_neurons[i]) >= cfg.mlp_dims[i]:
             raise ValueError(f"block {i}: keep index out of range")
-    new_cfg = cfg.replace(
-        num_heads=tuple(len(k) for k in keep_heads), mlp_dims=tuple(len(k) for k in keep_neurons)
+    new_cfg = cfg.replace(  # a pruned model needs its own operating point: the old one is dropped
+        num_heads=tuple(len(k) for k in keep_heads),
+        mlp_dims=tuple(len(k) for k in keep_neurons),
+        decision_threshold=None,
+        threshold_rule="",
     )
     new = build_model(new_cfg, init=False)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}

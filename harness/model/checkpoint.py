@@ -63,6 +63,22 @@ def load_checkpoint(path: str | Path, img_size: int | None = None) -> VisionTran
     return load_into(config, state, str(p / WEIGHTS_FILE))
 
 
+def write_threshold(path: str | Path, threshold: float, rule: str) -> Path:
+    """Set the decision threshold (and how it was chosen) in a checkpoint's ``config.json``;
+    the weights are not touched. Returns the config file written."""
+    p = Path(path) / CONFIG_FILE
+    config = ViTConfig.from_json_file(p).replace(
+        decision_threshold=float(threshold), threshold_rule=rule
+    )
+    try:
+        tmp = p.with_suffix(".json.tmp")
+        tmp.write_text(config.to_json())
+        tmp.replace(p)
+    except OSError as exc:
+        raise UserError(f"cannot write {p}: {exc.strerror or exc}") from None
+    return p
+
+
 # -- one entry point for "PRESET_OR_PATH" ---------------------------------------------------
 
 

@@ -10,6 +10,11 @@ Four fields describe timm's variants of the plain ViT: ``class_token`` (False: n
 ``pre_norm`` (a LayerNorm ``norm_pre`` between the position embedding and the first block: CLIP
 image towers). At their defaults they are left out of ``config.json`` and of the model hash, so
 a plain ViT's files are the same as before they existed.
+
+A binary model (two classes, not multi-label) may carry its clinical operating point:
+``decision_threshold`` (in (0, 1), on the positive-class probability; a case is positive at
+>= threshold) and ``threshold_rule`` (how it was chosen: "youden", "sensitivity>=0.95").
+Unset, they are left out of ``config.json`` too (:mod:`harness.operating_point`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ VARIANT_DEFAULTS: dict[str, Any] = {
     "fc_norm": False,
     "pre_norm": False,
 }
+# the operating-point fields, left out of config.json while unset
+OPERATING_DEFAULTS: dict[str, Any] = {"decision_threshold": None, "threshold_rule": ""}
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,8 @@ class ViTConfig:
     global_pool: str = "token"
     fc_norm: bool = False
     pre_norm: bool = False
+    decision_threshold: float | None = None
+    threshold_rule: str = ""
 
     def __post_init__(self) -> None:
         # Accept lists from JSON and keep the dataclass hashable.
@@ -129,6 +138,22 @@ class ViTConfig:
         for name in ("class_token", "fc_norm", "pre_norm"):
             value = getattr(self, name)
             need(isinstance(value, bool), f"{name} must be true or false, got {value!r}")
+        self._validate_threshold(need)
+
+    def _validate_threshold(self, need) -> None:
+        t = self.decision_threshold
+        if t is None:
+            need(not self.threshold_rule, "threshold_rule given without decision_threshold")
+            return
+        need(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < 1,
+            f"decision_threshold must be a number in (0, 1), got {t!r}",
+        )
+        need(
+            self.task != "multilabel" and self.num_classes == 2,
+            "decision_threshold applies to binary models (2 classes, not multi-label)",
+        )
+        need(isinstance(self.threshold_rule, str), "threshold_rule must be a string")
 
     # -- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -136,7 +161,7 @@ class ViTConfig:
         d["num_heads"] = list(self.num_heads)
         d["mlp_dims"] = list(self.mlp_dims)
         d["labels"] = list(self.labels)
-        for name, default in VARIANT_DEFAULTS.items():
+        for name, default in (VARIANT_DEFAULTS | OPERATING_DEFAULTS).items():
             if d[name] == default:
                 del d[name]
         return d
@@ -255,7 +280,11 @@ def describe(cfg: ViTConfig) -> dict[str, Any]:
         "task": cfg.task,
         "num_heads": list(cfg.num_heads),
         "mlp_dims": list(cfg.mlp_dims),
-    } | {k: getattr(cfg, k) for k, v in VARIANT_DEFAULTS.items() if getattr(cfg, k) != v}
+    } | {
+        k: getattr(cfg, k)
+        for k, v in (VARIANT_DEFAULTS | OPERATING_DEFAULTS).items()
+        if getattr(cfg, k) != v
+    }
 
 
 def is_square(n: int) -> bool:

@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reports.nights import find_shifts  # noqa: E402
 from reports.trends import compare_samples, run_noise  # noqa: E402
+from tests.support.report_data import write_history  # noqa: E402
 
 NIGHTS = 30
 NIGHT_SD = 0.02
@@ -196,30 +197,14 @@ def store_check(histories: list[History]) -> str:
     """The first histories written to a SQLite store (one cell, a run per night), then
     ``detect_changes`` on the newest run and ``compare_runs`` on the last pair: whether they
     agree with the pure functions above."""
-    from harness.store import CellRecord, open_store
+    from harness.store import open_store
     from reports.trends import compare_runs, detect_changes
 
     agree = 0
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(Path(tmp) / "results.db")
         for i, h in enumerate(histories):
-            plan = f"bench-{i:03d}"
-            ids = []
-            for night, x in enumerate(h.samples):
-                run_id = f"{plan}-{night:02d}"
-                store.create_run(run_id, plan, "hash", "commit", {}, {}, {"name": plan}, 1)
-                cid = store.start_cell(
-                    run_id, CellRecord("cell", "lite", "m", "onnx", {}, "host", "host")
-                )
-                p50, p90 = np.percentile(x, [50, 90])
-                store.finish_cell(
-                    cid,
-                    status="done",
-                    samples_ms=list(x),
-                    metrics=[("latency_p50_ms", p50, "ms"), ("latency_p90_ms", p90, "ms")],
-                )
-                store.finish_run_if_complete(run_id)
-                ids.append(run_id)
+            ids = write_history(store, h.samples, plan=f"bench-{i:03d}")
             found = [(c.run_index, c.direction) for c in detect_changes(store, ids[-1]).changes]
             verdict = compare_runs(store, ids[-2], ids[-1])["verdict"].iloc[0]
             agree += found == sorted(nightly(h)) and verdict == pair(h, NIGHTS - 2)

@@ -22,10 +22,11 @@ from harness.errors import UserError
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def runs(store_url, plan_name, limit, as_json) -> None:
     """Runs in the store, newest first: plan, commit, start, status, cells done/failed/total."""
+    from harness.store import open_store
     from harness.tables import format_table
-    from reports.frame import open_results, runs_frame
+    from reports.frame import runs_frame
 
-    frame = runs_frame(open_results(store_url), plan_name, limit)
+    frame = runs_frame(open_store(store_url, readonly=True), plan_name, limit)
     if as_json:
         emit_json(frame.to_dict(orient="records"))
         return
@@ -75,13 +76,13 @@ def report(run_id, fmt, out, store_url, history_runs) -> None:
     self-contained HTML page with plots, or the cell table as CSV / JSON."""
     from pathlib import Path
 
-    from reports.frame import open_results
+    from harness.store import open_store
     from reports.report import check_format, render_report
 
     check_format(fmt)
     if out and not Path(out).resolve().parent.is_dir():
         raise UserError(f"cannot write {out}: folder {Path(out).resolve().parent} does not exist")
-    text = render_report(open_results(store_url), run_id, fmt, history_runs)
+    text = render_report(open_store(store_url, readonly=True), run_id, fmt, history_runs)
     if out:
         Path(out).write_text(text, encoding="utf-8")
         click.echo(f"report written to {out}", err=True)
@@ -120,13 +121,18 @@ def compare(run_a, run_b, store_url, alpha, min_effect, noise_floor, as_json) ->
     """Per-cell latency change from RUN_A to RUN_B: ratio of medians with a 95% interval that
     holds the within-run sampling noise and the cell's run-to-run noise (from the history of
     RUN_A's plan, else --noise-floor), p-value, and slower / faster / no change."""
+    from harness.store import open_store
     from harness.tables import format_table
     from reports.data import records
-    from reports.frame import open_results
     from reports.trends import compare_runs
 
     frame = compare_runs(
-        open_results(store_url), run_a, run_b, alpha, min_effect, noise_floor=noise_floor
+        open_store(store_url, readonly=True),
+        run_a,
+        run_b,
+        alpha,
+        min_effect,
+        noise_floor=noise_floor,
     )
     if as_json:
         emit_json(

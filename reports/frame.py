@@ -9,13 +9,12 @@ CSV and the JSON agree. Columns are plain numbers with the unit in the name (``p
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from harness.gate import GateResult, cell_parity
-from harness.store import Store, StoreError, open_store
+from harness.store import Store, StoreError
 from reports.stored_run import StoredRun
 
 # metric name in the store -> column in the frame
@@ -86,13 +85,6 @@ RUN_FRAME_COLUMNS = (
     + PARITY_COLUMNS
     + ["accuracy_metric", "accuracy_retention", "verdict", "verdict_reasons", "warnings"]
 )
-
-
-def open_results(url: str | Path | None = None) -> Store:
-    """The store for reading: like :func:`harness.store.open_store`, but read-only (a role
-    with read rights is enough; nothing is written, not even a migration), and a SQLite
-    file that does not exist is an error instead of a new, empty store."""
-    return open_store(url, readonly=True)
 
 
 def _metric_table(metric_rows: list[dict[str, Any]]) -> dict[int, dict[str, tuple[float, str]]]:

@@ -26,6 +26,7 @@ from harness.cells import expand
 from harness.cli import main
 from harness.plan import load_plan
 from harness.store import open_store
+from tests.support.lanes_target import lanes_plan
 from tests.support.postgres import (  # noqa: F401 - fixtures
     create_database,
     postgres_server,
@@ -33,30 +34,7 @@ from tests.support.postgres import (  # noqa: F401 - fixtures
 )
 
 SHARDS = 4
-PLAN = """
-name = "team"
-
-[[models]]
-source = "tiny"
-img_size = 32
-
-[[exports]]
-format = "onnx"
-
-[[targets]]
-name = "lanes"
-options = { group = "a" }
-
-[[targets]]
-name = "lanes"
-options = { group = "b" }
-
-[measure]
-warmup_iterations = 1
-warmup_seconds = 0.0
-min_iterations = 30
-min_seconds = 0.0
-"""
+PLAN = lanes_plan("team", groups=2)
 
 
 def _shard(args: dict, barrier) -> None:

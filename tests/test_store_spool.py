@@ -17,29 +17,11 @@ from harness.dispatch import Dispatcher
 from harness.plan import load_plan
 from harness.store import CellOutcome, CellRecord, open_store
 from harness.store.spool import Spool, orphans, read_spool
-from tests.support.lanes_target import LANES, LanesTarget
+from tests.support.lanes_target import LANES, LanesTarget, lanes_plan
 from tests.support.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures
 from tests.support.tcp_proxy import TcpProxy
 
-PLAN = """
-name = "away"
-
-[[models]]
-source = "tiny"
-img_size = 32
-
-[[exports]]
-format = "onnx"
-
-[[targets]]
-name = "lanes"
-
-[measure]
-warmup_iterations = 1
-warmup_seconds = 0.0
-min_iterations = 30
-min_seconds = 0.0
-"""
+PLAN = lanes_plan("away", groups=1)
 
 
 def _rec(key: str) -> CellRecord:

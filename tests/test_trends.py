@@ -9,9 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from harness.store import CellRecord, open_store
+from harness.store import open_store
 from reports.nights import find_shifts, max_t_critical, run_to_run_noise
 from reports.trends import compare_runs, compare_samples, detect_changes, run_noise
+from tests.support.report_data import write_history
 
 NIGHT_SD = 0.02
 CV = 0.03
@@ -30,24 +31,6 @@ def night_levels(rng, nights=30, step=0.0, at=None, base=50.0, sd=NIGHT_SD):
 
 def log_medians(samples):
     return np.log([np.median(x) for x in samples])
-
-
-def write_history(store, samples, plan="p"):
-    """One cell, one run per night, as a target writes it (raw samples, p50 and p90)."""
-    ids = []
-    for night, x in enumerate(samples):
-        run_id = f"{plan}-{night:02d}"
-        store.create_run(run_id, plan, "h", "c", {}, {}, {"name": plan}, 1)
-        cid = store.start_cell(run_id, CellRecord("cell", "lite", "m", "onnx", {}, "host", "host"))
-        p50, p90 = np.percentile(x, [50, 90])
-        store.finish_cell(
-            cid,
-            status="done",
-            samples_ms=list(x),
-            metrics=[("latency_p50_ms", p50, "ms"), ("latency_p90_ms", p90, "ms")],
-        )
-        ids.append(run_id)
-    return ids
 
 
 def test_null_histories_give_no_change():

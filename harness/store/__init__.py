@@ -8,7 +8,7 @@ import re
 import time
 from pathlib import Path
 
-from harness.store.connection import StoreError, StoreUnavailable, is_postgres
+from harness.store.connection import StoreError, StoreUnavailable, is_postgres, while_away
 from harness.store.database import FAILURE_KINDS, CellOutcome, CellRecord, Store
 from harness.store.schema import SCHEMA_VERSION
 from harness.store.secrets import redact
@@ -57,12 +57,4 @@ def open_store(
                 "(`vitbench run` creates one)"
             )
     deadline = time.monotonic() + patience_s
-    delay = 0.25
-    while True:
-        try:
-            return Store(url, readonly=readonly)
-        except StoreUnavailable:
-            if time.monotonic() + delay > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(10.0, delay * 2)
+    return while_away(lambda: Store(url, readonly=readonly), lambda: deadline)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from harness.errors import UserError
 from harness.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -23,6 +24,7 @@ from harness.store.secrets import is_dsn, redact, secrets_of
 # any constant works: it names vitbench's schema lock among the server's advisory locks
 _MIGRATION_LOCK = 0x76697462  # "vitb"
 # SQLite errors that say the file cannot be used now rather than that the SQL is wrong
+T = TypeVar("T")
 _SQLITE_AWAY = ("locked", "disk i/o", "unable to open", "disk is full", "busy")
 
 
@@ -37,6 +39,41 @@ class StoreUnavailable(StoreError):
 
 def is_postgres(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://")) or is_dsn(url)
+
+
+_FIRST_BACKOFF_S, _MAX_BACKOFF_S = 0.25, 10.0
+
+
+def while_away(
+    fn: Callable[[], T],
+    give_up_at: Callable[[], float],
+    *,
+    between: Callable[[], None] | None = None,
+    on_away: Callable[[StoreUnavailable], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """``fn()``, tried again with backoff (0.25 s doubling to 10 s) while it raises
+    StoreUnavailable, until the next wait would pass ``give_up_at()`` (monotonic time, asked
+    each time, so a caller may set its deadline late); then the last StoreUnavailable.
+    ``between`` runs after each wait (a reconnect: its own StoreUnavailable is one more
+    try). ``fn`` must be idempotent."""
+    delay = _FIRST_BACKOFF_S
+    while True:
+        try:
+            return fn()
+        except StoreUnavailable as exc:
+            if on_away is not None:
+                on_away(exc)
+            if time.monotonic() + delay > give_up_at():
+                raise
+        sleep(delay)
+        delay = min(_MAX_BACKOFF_S, delay * 2)
+        if between is not None:
+            try:
+                between()
+            except StoreUnavailable as exc:
+                if on_away is not None:
+                    on_away(exc)
 
 
 def first_line(exc: BaseException) -> str:

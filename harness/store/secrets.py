@@ -34,7 +34,8 @@ def is_dsn(text: str) -> bool:
 
 
 def secrets_of(url: str) -> list[str]:
-    """The passwords a store URL or connection string carries, and $PGPASSWORD."""
+    """The passwords a store URL or connection string carries (:func:`redact` masks
+    $PGPASSWORD by itself)."""
     found: list[str] = []
     if "://" in url:
         try:
@@ -49,9 +50,6 @@ def secrets_of(url: str) -> list[str]:
         found.append(value)
         if value.startswith("'"):
             found.append(re.sub(r"\\(.)", r"\1", value.strip("'")))
-    env = os.environ.get("PGPASSWORD")
-    if env:
-        found.append(env)
     return sorted({s for s in found if s}, key=len, reverse=True)
 
 

@@ -60,12 +60,8 @@ class Spool:
         return self._file
 
     def _append(self, obj: dict[str, Any]) -> None:
-        line = json.dumps(obj, default=str) + "\n"
         with self._lock:
-            f = self._open()
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+            _append_line(self._open(), obj)
 
     def add(self, run_id: str, record: CellRecord, outcome: CellOutcome) -> SpooledCell:
         """Keep a finished cell on disk (fsynced) before anything else sees it."""
@@ -106,6 +102,13 @@ class Spool:
         _remove_if_empty(self.folder)
 
 
+def _append_line(handle: IO[str], obj: dict[str, Any]) -> None:
+    """One JSON line, on disk (fsynced) before this returns."""
+    handle.write(json.dumps(obj, default=str) + "\n")
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
 def _remove_if_empty(folder: Path) -> None:
     try:
         folder.rmdir()
@@ -142,9 +145,7 @@ class Orphan:
         self.cells = read_spool(path)
 
     def committed(self, cell: SpooledCell) -> None:
-        self._handle.write(json.dumps({"committed": cell.entry}) + "\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        _append_line(self._handle, {"committed": cell.entry})
         self.cells = [c for c in self.cells if c.entry != cell.entry]
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ run replays them before it measures anything.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.store.connection import StoreUnavailable
+from harness.store.connection import StoreUnavailable, while_away
 from harness.store.database import CellOutcome, CellRecord, Store
 from harness.store.spool import Spool, SpooledCell, orphans
 
@@ -28,34 +29,18 @@ _log = logging.getLogger("vitbench.store")
 T = TypeVar("T")
 
 DEFAULT_PATIENCE_S = 120.0  # how long a run waits for a store that went away, at each end
-_MAX_BACKOFF_S = 10.0
 
 
 def with_reconnect(
     store: Store,
     fn: Callable[[], T],
     patience_s: float,
-    sleep: Callable[[float], None] = time.sleep,
     on_away: Callable[[StoreUnavailable], None] | None = None,
 ) -> T:
     """``fn()``, reconnecting with backoff while the store is unavailable, for at most
     ``patience_s`` seconds; then the last StoreUnavailable. ``fn`` must be idempotent."""
     deadline = time.monotonic() + patience_s
-    delay = 0.25
-    while True:
-        try:
-            return fn()
-        except StoreUnavailable as exc:
-            if on_away is not None:
-                on_away(exc)
-            if time.monotonic() + delay > deadline:
-                raise
-            sleep(delay)
-            delay = min(_MAX_BACKOFF_S, delay * 2)
-            try:
-                store.reconnect()
-            except StoreUnavailable:
-                continue
+    return while_away(fn, lambda: deadline, between=store.reconnect, on_away=on_away)
 
 
 def replay_spool(store: Store, folder: Any, run_id: str, patience_s: float) -> int:
@@ -90,16 +75,14 @@ class CellWriter:
         *,
         patience_s: float = DEFAULT_PATIENCE_S,
         log: Callable[[str], None] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
     ):
         self.store, self.spool, self.patience_s = store, spool, patience_s
         self.log = log or (lambda msg: None)
-        self.sleep = sleep
         self.error = ""  # the last reason the store gave for being away
         self.failed_writes: list[str] = []  # cells the store refused (not being away)
         self.outcomes: list[tuple[str, CellRecord, CellOutcome]] = []
         self._away = False
-        self._give_up_at: float | None = None
+        self._deadline: float | None = None
         self._closing = threading.Event()
         self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._drain, name="vitbench-store", daemon=True)
@@ -141,29 +124,26 @@ class CellWriter:
     def _commit(self, cell: SpooledCell) -> None:
         """Write one spooled cell, waiting for the store as long as it takes while the run
         measures, and at most ``patience_s`` once it has ended."""
-        delay = 0.25
-        while True:
-            try:
-                self.store.write_cell(cell.run_id, cell.record, cell.outcome)
-                break
-            except StoreUnavailable as exc:
-                self._went_away(exc)
-            if self._closing.is_set():  # one wait for the whole rest, not one per cell
-                if self._give_up_at is None:
-                    self._give_up_at = time.monotonic() + self.patience_s
-                if time.monotonic() + delay > self._give_up_at:
-                    raise StoreUnavailable(self.error)
-            self.sleep(delay)
-            delay = min(_MAX_BACKOFF_S, delay * 2)
-            try:
-                self.store.reconnect()
-            except StoreUnavailable as exc:
-                self._went_away(exc)
+        while_away(
+            lambda: self.store.write_cell(cell.run_id, cell.record, cell.outcome),
+            self._give_up_at,
+            between=self.store.reconnect,
+            on_away=self._went_away,
+        )
         if cell.entry:
             self.spool.committed(cell)
         if self._away:
             self._away = False
             self.log(f"store {self.store.label} is back; spooled cells written")
+
+    def _give_up_at(self) -> float:
+        """No deadline while the run measures; once it has ended, one wait of
+        ``patience_s`` for all the cells still to write, not one per cell."""
+        if not self._closing.is_set():
+            return math.inf
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.patience_s
+        return self._deadline
 
     def _went_away(self, exc: StoreUnavailable) -> None:
         self.error = str(exc)

@@ -62,3 +62,27 @@ class LanesTarget(Target):
         session = self._session(artifact)
         name = session.get_inputs()[0].name
         return [session.run(None, {name: np.asarray(x, dtype=np.float32)})[0] for x in inputs]
+
+
+def lanes_plan(name: str, groups: int = 1) -> str:
+    """A plan of the tiny ViT's ONNX export on the lanes, ``groups`` target entries of it
+    (each a distinct set of cells): ``LANES * groups`` cells, 30 samples each."""
+    targets = "".join(
+        f'\n[[targets]]\nname = "lanes"\noptions = {{ group = "{g}" }}\n' for g in range(groups)
+    )
+    return f"""
+name = "{name}"
+
+[[models]]
+source = "tiny"
+img_size = 32
+
+[[exports]]
+format = "onnx"
+{targets}
+[measure]
+warmup_iterations = 1
+warmup_seconds = 0.0
+min_iterations = 30
+min_seconds = 0.0
+"""

@@ -293,3 +293,21 @@ def write_nightly(
         store.finish_run_if_complete(run_id)
         ids.append(run_id)
     return ids
+
+
+def write_history(store, samples, plan="p"):
+    """One cell, one run per night, as a target writes it (raw samples, p50 and p90)."""
+    ids = []
+    for night, x in enumerate(samples):
+        run_id = f"{plan}-{night:02d}"
+        store.create_run(run_id, plan, "h", "c", {}, {}, {"name": plan}, 1)
+        cid = store.start_cell(run_id, CellRecord("cell", "lite", "m", "onnx", {}, "host", "host"))
+        p50, p90 = np.percentile(x, [50, 90])
+        store.finish_cell(
+            cid,
+            status="done",
+            samples_ms=list(x),
+            metrics=[("latency_p50_ms", p50, "ms"), ("latency_p90_ms", p90, "ms")],
+        )
+        ids.append(run_id)
+    return ids

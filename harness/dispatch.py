@@ -28,6 +28,7 @@ from harness.cells import Cell, default_run_id, expand
 from harness.environment import RUN_TOOLS, git_commit, host_environment, tool_versions
 from harness.errors import UserError, VitbenchError
 from harness.plan import ExportEntry, ModelEntry, Plan
+from harness.rounds import measure_rounds
 from harness.store import CellOutcome, CellRecord, Store, StoreUnavailable
 from harness.store.spool import Spool
 from harness.store.writer import (
@@ -281,10 +282,11 @@ class Dispatcher:
             self.plan.measure.profile_settings(cell.target), session=f"{slot[0]}/{cell.key}"
         )
         attempts = 0
+        rounds: list = []  # rounds measured so far: a retry goes on after the last good one
         while True:
             attempts += 1
             try:
-                prof = target.profile(art, cell.device, settings)
+                prof = measure_rounds(target, art, cell.device, settings, rounds)
                 prof, metrics, parity, checks = self._checks(target, cell, art, prof, settings)
                 details = {
                     **checks,
@@ -310,6 +312,7 @@ class Dispatcher:
                     runtime=prof.runtime,
                     compute_unit=prof.compute_unit,
                     samples_ms=prof.samples_ms,
+                    sample_rounds=prof.sample_rounds,
                     metrics=metrics,
                     details=details,
                 )

@@ -35,7 +35,8 @@ class CellVerdict:
     label: str  # "lite onnx host:host"
     verdict: str  # pass | fail | inconclusive | error
     reasons: list[str] = field(default_factory=list)
-    needed_samples: int | None = None
+    needed_samples: int | None = None  # about this many more samples would decide it
+    needed_rounds: int | None = None  # ... or rounds, when rounds differing dominates
     budget_ms: float | None = None
 
 
@@ -136,31 +137,40 @@ def samples_to_decide(
 
 def judge_latency(
     metrics: dict[str, float], budget: float, q: int, min_samples: int
-) -> tuple[str, str, int | None]:
+) -> tuple[str, str, int | None, str]:
+    """(verdict, reason, how many more samples or rounds would decide it, "samples" or
+    "rounds")."""
     est = metrics.get(f"latency_p{q}_ms")
     low = metrics.get(f"latency_p{q}_ci_low_ms")
     high = metrics.get(f"latency_p{q}_ci_high_ms")
     n = int(metrics.get("iterations", 0))
     if est is None or low is None or high is None:
-        return "inconclusive", f"no p{q} latency recorded", None
-    span = f"p{q} {est:.2f} ms (95% CI {low:.2f}-{high:.2f})"
+        return "inconclusive", f"no p{q} latency recorded", None, "samples"
+    rounds = int(metrics.get("rounds", 1))
+    of = f", {rounds} rounds" if rounds > 1 else ""
+    span = f"p{q} {est:.2f} ms (95% CI {low:.2f}-{high:.2f}{of})"
     if n < min_samples:
         return (
             "inconclusive",
             f"{span} from only {n} samples (< {min_samples})",
             max(min_samples - n, 1),
+            "samples",
         )
     if high <= budget:
-        return "pass", f"{span} <= {budget:g} ms", None
+        return "pass", f"{span} <= {budget:g} ms", None, "samples"
     if low > budget:
-        return "fail", f"{span} over the {budget:g} ms budget", None
-    more = samples_to_decide(n, est, low, high, budget)
+        return "fail", f"{span} over the {budget:g} ms budget", None, "samples"
+    if rounds > 1 and metrics.get("latency_round_share", 0.0) > 0.5:
+        # rounds differing is most of the interval: more samples per round cannot narrow it
+        more, unit = samples_to_decide(rounds, est, low, high, budget), "rounds"
+    else:
+        more, unit = samples_to_decide(n, est, low, high, budget), "samples"
     hint = (
-        f"; about {more} more samples would decide it"
+        f"; about {more} more {unit if more != 1 else unit[:-1]} would decide it"
         if more
         else "; the percentile sits on the budget"
     )
-    return "inconclusive", f"{span} straddles the {budget:g} ms budget{hint}", more
+    return "inconclusive", f"{span} straddles the {budget:g} ms budget{hint}", more, unit
 
 
 def cell_parity(cell: dict[str, Any], metrics: dict[str, float]) -> ParityResult | None:
@@ -186,8 +196,14 @@ def judge_cell(
         return v
     budget = budgets.latency_for(cell["target"], cell["device_name"])
     v.budget_ms = budget
-    verdict, reason, more = judge_latency(metrics, budget, budgets.percentile, budgets.min_samples)
-    v.verdict, v.needed_samples = verdict, more
+    verdict, reason, more, unit = judge_latency(
+        metrics, budget, budgets.percentile, budgets.min_samples
+    )
+    v.verdict = verdict
+    if unit == "rounds":
+        v.needed_rounds = more
+    else:
+        v.needed_samples = more
     v.reasons.append(reason)
 
     parity = cell_parity(cell, metrics) if budgets.parity else None

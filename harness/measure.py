@@ -3,7 +3,13 @@
 Rules (DESIGN.md): warm up, then run at least N iterations *and* at least S seconds; keep the
 raw samples; report p50/p90/p99, mean, standard deviation, CV, a bootstrap interval for the
 gated percentiles, drift between the first and last quarter of the run (how throttling shows)
-and the number of outliers. Every target turns its raw per-iteration times into a
+and the number of outliers.
+
+A cell is measured in *rounds* (each a fresh process, session, runner launch or profile job:
+harness/rounds.py). With more than one round the intervals are a two-level bootstrap (resample
+rounds, then samples within each round), widened for the few rounds there are, so they hold
+the between-round noise a single process cannot see; the between-round and within-round
+spreads are kept apart. Every target turns its raw per-iteration times into a
 :class:`LatencyStats` with :func:`summarize`, so numbers from a laptop, a phone and AI Hub
 mean the same thing.
 """
@@ -41,6 +47,12 @@ class LatencyStats:
     drift_significant: bool  # the two quarters differ by a rank test at the 1% level
     outliers: int  # samples beyond Q3 + 3 IQR or below Q1 - 3 IQR
     extra: dict[str, Any] = field(default_factory=dict)
+    rounds: int = 1  # fresh processes / sessions the samples came from
+    between_round_cv: float = 0.0  # sd of the rounds' medians / their mean
+    within_round_cv: float = 0.0  # mean CV of the samples inside one round
+    # share of the p90 interval's variance that comes from rounds differing (0 with one
+    # round): above one half, more rounds narrow the interval, more samples do not
+    round_share: float = 0.0
 
     def percentile(self, q: int) -> float:
         return {50: self.p50, 90: self.p90, 99: self.p99}[q]
@@ -60,10 +72,13 @@ class LatencyStats:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LatencyStats:
-        d = dict(d)
+        d = {k: v for k, v in d.items() if k in _STATS_FIELDS}
         d["p50_ci"] = tuple(d["p50_ci"])
         d["p90_ci"] = tuple(d["p90_ci"])
         return cls(**d)
+
+
+_STATS_FIELDS = {f for f in LatencyStats.__dataclass_fields__}
 
 
 def bootstrap_interval(
@@ -173,22 +188,131 @@ def count_outliers(samples: Sequence[float] | np.ndarray, k: float = 3.0) -> int
     return int(((x > q3 + k * iqr) | (x < q1 - k * iqr)).sum())
 
 
+def _padded(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    sizes = np.array([g.size for g in groups])
+    data = np.zeros((len(groups), int(sizes.max())))
+    for r, g in enumerate(groups):
+        data[r, : g.size] = g
+    return data, sizes
+
+
+def _two_level_boot(
+    groups: list[np.ndarray], q: float, n_boot: int, rng: np.random.Generator, rounds: bool
+) -> np.ndarray:
+    """Bootstrap percentiles: rounds drawn with replacement (``rounds``; else each round kept),
+    then each drawn round's samples with replacement. Rounds weigh the same: each
+    contributes as many draws as the smallest round has samples."""
+    data, sizes = _padded(groups)
+    k = len(groups)
+    m = int(sizes.min())
+    chunk = max(1, int(4e6 // (k * m)))
+    out = []
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        if rounds:
+            picked = rng.integers(0, k, size=(b, k))
+        else:
+            picked = np.broadcast_to(np.arange(k), (b, k))
+        idx = (rng.random((b, k, m)) * sizes[picked][..., None]).astype(np.int64)
+        vals = data[picked[..., None], idx].reshape(b, k * m)
+        out.append(np.percentile(vals, q, axis=1))
+    return np.concatenate(out)
+
+
+def few_rounds_factor(rounds: int, confidence: float) -> float:
+    """How much wider than the bootstrap's own a two-level interval is drawn from ``rounds``
+    rounds: Student's t with ``rounds - 1`` degrees of freedom over the normal quantile, times
+    sqrt(R / (R - 1)) for the bootstrap's variance being (R - 1) / R of the rounds' (the
+    small-sample correction of Hesterberg's expanded percentile interval). 1 for one round."""
+    if rounds < 2:
+        return 1.0
+    from scipy.special import ndtri, stdtrit
+
+    p = (1 + confidence) / 2
+    return float(stdtrit(rounds - 1, p) / ndtri(p) * math.sqrt(rounds / (rounds - 1)))
+
+
+def rounds_interval(
+    groups: Sequence[Sequence[float] | np.ndarray],
+    q: float,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[tuple[float, float], float]:
+    """The two-level (hierarchical) bootstrap interval for the q-th percentile of samples
+    measured in rounds, and the share of its variance that comes from the rounds differing.
+
+    Resample rounds, then samples within each; the percentile interval is widened about the
+    pooled estimate by :func:`few_rounds_factor`, since three rounds say little about the
+    spread between rounds. One round: the plain bootstrap (:func:`bootstrap_interval`)."""
+    gs = [np.asarray(g, dtype=np.float64) for g in groups if len(g)]
+    if len(gs) < 2:
+        pooled = gs[0] if gs else np.empty(0)
+        return bootstrap_interval(pooled, q, confidence, n_boot, seed), 0.0
+    rng = np.random.default_rng(seed)
+    est = float(np.percentile(np.concatenate(gs), q))
+    both = _two_level_boot(gs, q, n_boot, rng, rounds=True)
+    within = _two_level_boot(gs, q, max(200, n_boot // 4), rng, rounds=False)
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(both, [alpha, 1 - alpha])
+    k = few_rounds_factor(len(gs), confidence)
+    interval = (est - k * max(est - float(lo), 0.0), est + k * max(float(hi) - est, 0.0))
+    # Resampling rounds draws each round's own sampling noise a second time: of the two-level
+    # variance V, (R - 1) / R (B + R W) / R is the rounds' means moving, where W is the
+    # within-round variance of the estimate (resampling samples only) and B / R what rounds
+    # really differing adds. So B / R = (V - W) R / (R - 1) - W; zero when rounds agree.
+    r, total, inside = len(gs), float(both.var()), float(within.var())
+    between = max(0.0, (total - inside) * r / (r - 1) - inside)
+    share = between / (between + inside) if between + inside > 0 else 0.0
+    return interval, share
+
+
+def round_spreads(groups: Sequence[np.ndarray]) -> tuple[float, float]:
+    """(between-round CV of the rounds' medians, mean within-round CV)."""
+    gs = [np.asarray(g, dtype=np.float64) for g in groups if len(g)]
+    if len(gs) < 2:
+        x = gs[0] if gs else np.empty(0)
+        within = float(x.std(ddof=1) / x.mean()) if x.size > 1 and x.mean() > 0 else 0.0
+        return 0.0, within
+    medians = np.array([np.median(g) for g in gs])
+    between = float(medians.std(ddof=1) / medians.mean()) if medians.mean() > 0 else 0.0
+    cvs = [float(g.std(ddof=1) / g.mean()) for g in gs if g.size > 1 and g.mean() > 0]
+    return between, float(np.mean(cvs)) if cvs else 0.0
+
+
+def split_rounds(samples: np.ndarray, rounds: Sequence[int] | np.ndarray | None) -> list:
+    """The samples of each round, in round order (one group when ``rounds`` is None)."""
+    if rounds is None or len(rounds) == 0:
+        return [samples]
+    r = np.asarray(rounds)
+    if r.size != samples.size:
+        raise ValueError(f"{samples.size} samples but {r.size} round numbers")
+    return [samples[r == k] for k in np.unique(r)]
+
+
 def summarize(
     samples_ms: Sequence[float] | np.ndarray,
     confidence: float = 0.95,
     n_boot: int = 2000,
     seed: int = 0,
+    rounds: Sequence[int] | np.ndarray | None = None,
 ) -> LatencyStats:
-    """All latency statistics from raw samples in milliseconds."""
+    """All latency statistics from raw samples in milliseconds; ``rounds`` gives each
+    sample's round (samples of one round in their order), for the two-level intervals."""
     x = np.asarray(samples_ms, dtype=np.float64)
     if x.size == 0:
         raise ValueError("no samples to summarise")
     if not np.all(np.isfinite(x)) or np.any(x < 0):
         raise ValueError("latency samples must be finite and non-negative")
+    groups = split_rounds(x, rounds)
     mean = float(x.mean())
     std = float(x.std(ddof=1)) if x.size > 1 else 0.0
     p50, p90, p99 = (float(v) for v in np.percentile(x, PERCENTILES))
-    d, sig = drift(x)
+    # drift within a round (rounds start cool and fresh): the round that drifted most
+    d, sig = max((drift(g) for g in groups), key=lambda t: (t[1], abs(t[0])))
+    p50_ci, _ = rounds_interval(groups, 50, confidence, n_boot, seed)
+    p90_ci, share = rounds_interval(groups, 90, confidence, n_boot, seed + 1)
+    between, within = round_spreads(groups)
     return LatencyStats(
         n=int(x.size),
         mean=mean,
@@ -199,12 +323,16 @@ def summarize(
         p50=p50,
         p90=p90,
         p99=p99,
-        p50_ci=bootstrap_interval(x, 50, confidence, n_boot, seed),
-        p90_ci=bootstrap_interval(x, 90, confidence, n_boot, seed + 1),
+        p50_ci=p50_ci,
+        p90_ci=p90_ci,
         confidence=confidence,
         drift=d,
         drift_significant=sig,
-        outliers=count_outliers(x),
+        outliers=sum(count_outliers(g) for g in groups),
+        rounds=len(groups),
+        between_round_cv=between,
+        within_round_cv=within,
+        round_share=share,
     )
 
 
@@ -221,6 +349,7 @@ __all__ = [
     "drift",
     "leading_warmup",
     "rank_test_p",
+    "rounds_interval",
     "summarize",
     "timed_loop",
 ]

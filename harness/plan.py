@@ -22,7 +22,8 @@ measure, what parity and accuracy to check, and the budgets the gate applies::
     compute_unit = "npu"            # optional: the unit asked for (default: [measure]'s)
 
     [measure]                       # harness.measure rules
-    min_iterations = 100
+    rounds = 3                      # fresh processes / sessions / jobs per cell
+    min_iterations = 100            # per cell, shared out among its rounds
     min_seconds = 10.0
 
     [parity]
@@ -51,12 +52,12 @@ import hashlib
 import json
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.timing import LoopSettings
+from harness.timing import DEFAULT_ROUNDS, LoopSettings
 
 PRECISIONS = ("fp32", "fp16", "int8")
 PERCENTILES = (50, 90)
@@ -140,13 +141,16 @@ class MeasureSettings(LoopSettings):
     timeout_s: float = 900.0
     retries: int = 2
     compute_unit: str | None = None  # every target's, unless its entry names its own
+    rounds: int = DEFAULT_ROUNDS  # each cell in this many fresh processes / sessions / jobs
 
     def profile_settings(self, target: TargetEntry):
+        from harness.rounds import per_round
         from harness.target import ProfileSettings
 
         loop = LoopSettings(**{f.name: getattr(self, f.name) for f in fields(LoopSettings)})
         return ProfileSettings(
-            loop=loop,
+            loop=per_round(loop, self.rounds),
+            rounds=self.rounds,
             runtime=target.runtime,
             # the target's entry, then its options (as AI Hub users write them), then [measure]
             compute_unit=target.compute_unit
@@ -156,6 +160,12 @@ class MeasureSettings(LoopSettings):
             timeout_s=self.timeout_s,
             options=dict(target.options),
         )
+
+
+# `vitbench run --quick`: a CI smoke run of a whole plan
+QUICK_MEASURE = dict(
+    rounds=1, warmup_iterations=3, warmup_seconds=0.2, min_iterations=20, min_seconds=1.0
+)
 
 
 @dataclass(frozen=True)
@@ -213,6 +223,16 @@ class Plan:
         d = asdict(self)
         d.pop("source")
         return d
+
+    def with_measure(self, quick: bool = False, rounds: int | None = None) -> Plan:
+        """This plan measured with ``--quick`` (one round of :data:`QUICK_MEASURE`) and/or
+        ``--rounds``."""
+        m = self.measure
+        if quick:
+            m = replace(m, **{**QUICK_MEASURE, "max_iterations": max(m.max_iterations, 20)})
+        if rounds is not None:
+            m = replace(m, rounds=rounds)
+        return self if m == self.measure else replace(self, measure=m)
 
     @property
     def hash(self) -> str:
@@ -388,6 +408,7 @@ def _measure(r: _Reader, data: dict[str, Any]) -> MeasureSettings:
             "timeout_s": "posfloat",
             "retries": "nonnegint",
             "compute_unit": "str",
+            "rounds": "posint",
         },
     )
     low = m.get("min_iterations", MeasureSettings.min_iterations)

@@ -61,6 +61,9 @@ class ProfileSettings:
     # remote jobs to pick up again (AI Hub) keys them by it, so a new run measures again and
     # only a resume of the same run finds its own jobs; "" reuses the jobs of a known artifact
     session: str = ""
+    # fresh processes / sessions / jobs the cell is measured in (harness/rounds.py); ``loop``
+    # is one round's
+    rounds: int = 1
 
     @classmethod
     def quick(cls, **kw: Any) -> ProfileSettings:
@@ -131,6 +134,11 @@ class Profile:
     details: dict[str, Any] = field(
         default_factory=dict
     )  # target-specific: job ids, per-layer data
+    sample_rounds: list[int] = field(default_factory=list)  # each sample's round; []: one
+
+    @property
+    def rounds(self) -> int:
+        return self.stats.rounds
 
     @classmethod
     def from_samples(
@@ -197,6 +205,10 @@ class Profile:
             ("latency_drift", s.drift, "ratio"),
             ("latency_outliers", float(s.outliers), "count"),
             ("iterations", float(s.n), "count"),
+            ("rounds", float(s.rounds), "count"),
+            ("latency_between_round_cv", s.between_round_cv, "ratio"),
+            ("latency_within_round_cv", s.within_round_cv, "ratio"),
+            ("latency_round_share", s.round_share, "ratio"),
         ]
         rows += [(k, float(v), self.unit(k)) for k, v in self.metrics.items()]
         return rows

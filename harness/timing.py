@@ -13,6 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+# a cell is measured in this many rounds, each in a fresh process / session / job
+# (harness/rounds.py): `vitbench run`, `vitbench profile` and the gate; --quick: 1
+DEFAULT_ROUNDS = 3
+
 
 @dataclass(frozen=True)
 class LoopSettings:

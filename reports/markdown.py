@@ -14,6 +14,7 @@ from reports.text import (
     num,
     p_text,
     parity_text,
+    spread_text,
     summary_line,
     when,
 )
@@ -40,6 +41,7 @@ HEADERS = [
     "device",
     "p50 ms",
     "p90 ms (95% CI)",
+    "spread between / within rounds",
     "load cold / warm ms",
     "first inference ms",
     "peak MB",
@@ -73,10 +75,11 @@ def cell_row(r: Any) -> list[str]:
     if r["status"] != "done":
         status = f"{r['status']}" + (f" ({r['failure_kind']})" if r["failure_kind"] else "")
         verdict = VERDICT_MARK.get(r["verdict"], r["verdict"] or status) + f" — {status}"
-        return where + ["–"] * 8 + [verdict]
+        return where + ["–"] * 9 + [verdict]
     return where + [
         latency_text(r, 50),
         latency_text(r, 90),
+        spread_text(r),
         f"{num(r['load_cold_ms'])} / {num(r['load_warm_ms'])}",
         num(r["first_inference_ms"]),
         num(r["peak_memory_mb"]),

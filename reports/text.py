@@ -81,6 +81,21 @@ def latency_text(row: Any, q: int) -> str:
     return f"{v:,.1f}"
 
 
+def spread_text(row: Any) -> str:
+    """``3 rounds: 1.2% / 3.4%``: the rounds, the spread of their medians (between-round CV)
+    and the spread inside a round (within-round CV); a run from before rounds: one round,
+    its CV."""
+    rounds = row.get("rounds")
+    if missing(rounds) or int(rounds) <= 1:
+        cv = row.get("within_round_cv")
+        cv = row.get("cv") if missing(cv) else cv
+        return "–" if missing(cv) else f"1 round: – / {cv:.1%}"
+    between, within = row.get("between_round_cv"), row.get("within_round_cv")
+    b = "–" if missing(between) else f"{between:.1%}"
+    w = "–" if missing(within) else f"{within:.1%}"
+    return f"{int(rounds)} rounds: {b} / {w}"
+
+
 def p_text(p: float) -> str:
     return "< 1e-16" if p < 1e-16 else f"= {p:.2g}"
 

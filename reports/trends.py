@@ -377,6 +377,29 @@ def run_noise(
     return max(floor, said), math.inf, "floor"
 
 
+def rounds_noise(
+    *cells: tuple[Sequence[float], Sequence[int]],
+) -> tuple[float, float, str] | None:
+    """Run-to-run noise from the rounds of the cells compared (each a fresh process): the
+    pooled standard deviation of the log of each round's median within each cell, with its
+    degrees of freedom (rounds - 1 per cell); None with fewer than two degrees of freedom."""
+    ss, df = 0.0, 0
+    for values, rounds in cells:
+        x, r = np.asarray(values, dtype=np.float64), np.asarray(rounds)
+        if x.size == 0 or r.size != x.size:
+            continue
+        medians = np.array([np.median(x[r == k]) for k in np.unique(r)])
+        medians = medians[medians > 0]
+        if medians.size < 2:
+            continue
+        logs = np.log(medians)
+        ss += float(((logs - logs.mean()) ** 2).sum())
+        df += medians.size - 1
+    if df < 2:
+        return None
+    return math.sqrt(ss / df), float(df), "rounds"
+
+
 COMPARE_COLUMNS = [
     "cell_key",
     "label",
@@ -424,8 +447,9 @@ def compare_runs(
 ) -> pd.DataFrame:
     """Per cell present in either run: medians, ratio B/A with its 95% interval, p-value and
     verdict (slower / faster / no change; or why it was not compared). The run-to-run noise
-    of each cell (``run_noise``, with ``noise_from``: "history" or "floor") comes from up to
-    ``history_runs`` runs of A's plan up to A (:func:`run_noise`), else ``noise_floor``."""
+    of each cell (``run_noise``, with ``noise_from``: "history", "rounds" or "floor") comes
+    from up to ``history_runs`` runs of A's plan up to A (:func:`run_noise`), else from the
+    two cells' rounds (:func:`rounds_noise`), else ``noise_floor``."""
     for rid in (run_a, run_b):
         store.run(rid)
     if run_a == run_b:
@@ -434,7 +458,7 @@ def compare_runs(
     a = {r.cell_key: r for r in cells[cells["run_id"] == run_a].itertuples()}
     b = {r.cell_key: r for r in cells[cells["run_id"] == run_b].itertuples()}
     done = [r.cell_id for r in (*a.values(), *b.values()) if r.status == "done"]
-    samples = store.samples(done) if done else {}
+    samples = store.sample_rounds(done) if done else {}
     levels = _history_levels(store, run_a, run_b, history_runs)
     rows = []
     for key in sorted(set(a) | set(b), key=lambda k: cell_label((a.get(k) or b.get(k))._asdict())):
@@ -449,10 +473,13 @@ def compare_runs(
         if ra is None or rb is None or ra.status != "done" or rb.status != "done":
             row["verdict"] = "not compared"
         else:
+            sa, sb = samples.get(ra.cell_id, ([], [])), samples.get(rb.cell_id, ([], []))
             noise, df, source = run_noise(levels.get(key, np.empty(0)), noise_floor)
+            if source == "floor":
+                noise, df, source = rounds_noise(sa, sb) or (noise, df, source)
             cmp = compare_samples(
-                samples.get(ra.cell_id, []),
-                samples.get(rb.cell_id, []),
+                sa[0],
+                sb[0],
                 alpha,
                 min_effect,
                 between_noise=noise,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -260,6 +261,24 @@ def test_hot_phone_is_waited_for_until_it_cools(lab):
     assert [p["battery_c"] for p in wait["polls"]] == [43.0, 41.0, 38.0, 35.0]
     assert wait["cooled"] is True and prof.environment["state_before"]["thermal_status"] == 0
     assert not any("hot" in w for w in prof.warnings)
+
+
+@pytest.mark.parametrize("lab", [{"snap": {"thermal": [0, 0, 2, 1, 0]}}], indirect=True)
+def test_rounds_are_fresh_runner_launches_each_after_the_cool_down(lab):
+    from harness.rounds import measure_rounds
+
+    art = pte(lab.tmp / "pte")
+    dev = lab.target.device("R5CX10SNAP")
+    prof = measure_rounds(lab.target, art, dev, replace(settings(n=4), rounds=3))
+    rounds = prof.details["rounds"]
+    assert prof.stats.rounds == 3 and prof.sample_rounds.count(2) == rounds[2]["iterations"]
+    # each round waited for the phone: the second found it hot and waited until it cooled
+    polls = [
+        [p["thermal_status"] for p in r["environment"]["thermal_wait"]["polls"]] for r in rounds
+    ]
+    assert polls[0] == [0] and polls[1][0] > 0 and polls[1][-1] == 0 and polls[2] == [0]
+    assert all(r["details"]["runs"] for r in rounds)  # each its own runner launch
+    assert left_on_phone(lab.snap) == []
 
 
 @pytest.mark.parametrize("lab", [{"snap": {"thermal": [2]}}], indirect=True)

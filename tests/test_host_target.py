@@ -26,7 +26,7 @@ from tests.support.agent_events import first_sample
 from tests.support.artifacts import exported
 from tests.support.models import small_config
 
-FAST = ["--iterations", "15", "--min-seconds", "0.2", "--warmup", "2"]
+FAST = ["--iterations", "15", "--min-seconds", "0.2", "--warmup", "2", "--rounds", "1"]
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +92,24 @@ def test_profile_table_and_threads(artifacts):
     ):
         assert label in out, label
     assert "threads                                1" in out or "\nthreads" in out
+
+
+def test_rounds_run_in_fresh_workers_and_keep_their_samples(artifacts):
+    args = ["--iterations", "20", "--min-seconds", "0.1", "--warmup", "1", "--threads", "1"]
+    code, out = _cli("profile", artifacts["onnx"].folder, *args, "--rounds", "2", "--json")
+    assert code == 0, out
+    prof = json.loads(out)
+    rounds = prof["details"]["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2] and prof["stats"]["rounds"] == 2
+    assert all(r["iterations"] >= 10 for r in rounds)  # each its share of 20, at least 10
+    assert prof["sample_rounds"] == [0] * rounds[0]["iterations"] + [1] * rounds[1]["iterations"]
+    pids = [r["details"]["worker_pid"] for r in rounds]
+    assert len(set(pids)) == 2 and os.getpid() not in pids  # a fresh worker per round
+    assert prof["metrics"]["load_cold_ms"] > 0  # each round loaded cold: their median
+    code, out = _cli("profile", artifacts["onnx"].folder, *args, "--rounds", "2")
+    assert code == 0 and "between-round CV" in out and "within-round CV" in out, out
+    code, out = _cli("profile", artifacts["onnx"].folder, "--quick", "--json")
+    assert code == 0 and json.loads(out)["stats"]["rounds"] == 1, out
 
 
 def test_peak_memory_grows_with_the_model(tmp_path):

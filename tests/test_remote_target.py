@@ -32,7 +32,7 @@ from tests.support.artifacts import exported
 from tests.support.models import small_config
 from tests.support.ssh_server import start_sshd, stop_sshd
 
-FAST = ["--iterations", "10", "--min-seconds", "0.2", "--warmup", "2"]
+FAST = ["--iterations", "10", "--min-seconds", "0.2", "--warmup", "2", "--rounds", "1"]
 QUICK = ProfileSettings.quick().with_loop(min_iterations=10, min_seconds=0.2, warmup_iterations=2)
 
 
@@ -149,6 +149,22 @@ def test_onnx_over_ssh_end_to_end(hosts, artifacts):
         dev["os"].startswith("Linux ") and dev["attributes"]["memory_bytes"] > 0 and dev["chipset"]
     )
     assert cache.is_dir() and os.listdir(cache) == []  # agent, artifact and scratch removed
+
+
+def test_rounds_over_ssh_are_separate_agents(hosts, artifacts):
+    _, write = hosts
+    write(board={"target": "remote", "ssh": "vb-host"})
+    args = ["--iterations", "10", "--min-seconds", "0.1", "--warmup", "1", "--rounds", "2"]
+    code, out = _cli(
+        "profile", artifacts["onnx"].folder, "--target", "remote", "--device", "board", *args,
+        "--json",
+    )  # fmt: skip
+    assert code == 0, out
+    prof = json.loads(out)
+    rounds = prof["details"]["rounds"]
+    assert prof["stats"]["rounds"] == 2 and sorted(set(prof["sample_rounds"])) == [0, 1]
+    assert len({r["details"]["worker_pid"] for r in rounds}) == 2  # an agent per round
+    assert all(r["environment"]["host"] == "vb-host" for r in rounds)
 
 
 def test_executorch_through_the_apple_target_copies_once(hosts, artifacts):

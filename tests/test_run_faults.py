@@ -246,27 +246,32 @@ def test_a_new_run_on_ai_hub_measures_again_and_a_resume_picks_up_its_own_jobs(e
     code, text = _run(plan, "--store", db, "--out", out, "--quiet", "--json")
     first = _json(text)
     assert code == 0 and first["done"] == 1, text
-    assert len(_profile_jobs(hub_env)) == 1
-    # the same run again, its cell failed half-way: the resume finds its own profile job
+    # three rounds: three separate profile jobs, the samples stored with their round
+    assert len(_profile_jobs(hub_env)) == 3
     st = open_store(db)
     (cell,) = st.cells([first["run_id"]])
+    values, rounds = st.sample_rounds([cell["id"]])[cell["id"]]
+    assert sorted(set(rounds)) == [0, 1, 2] and len(values) == len(rounds)
+    # the same run again, its cell failed half-way: the resume finds its own profile jobs
     st.finish_cell(cell["id"], status="failed", failure_kind="infrastructure", failure_reason="x")
     code, text = _run(
         plan, "--store", db, "--out", out, "--quiet", "--json", "--resume", first["run_id"]
     )
     assert code == 0 and _json(text)["done"] == 1, text
-    assert len(_profile_jobs(hub_env)) == 1
-    # a new run (another commit, --new) submits a new profile job
+    assert len(_profile_jobs(hub_env)) == 3
+    # a new run (another commit, --new) submits new profile jobs
     code, text = _run(plan, "--store", db, "--out", out, "--quiet", "--json", "--new")
     second = _json(text)
     assert code == 0 and second["done"] == 1 and second["run_id"] != first["run_id"], text
     jobs = _profile_jobs(hub_env)
-    assert len(jobs) == 2 and jobs[0].id != jobs[1].id
+    assert len(jobs) == 6 and len({j.id for j in jobs}) == 6
     ids = {
-        c["run_id"]: c["details"]["profile_details"]["jobs"]["profile"]["id"]
+        c["run_id"]: [
+            r["details"]["jobs"]["profile"]["id"] for r in c["details"]["profile_details"]["rounds"]
+        ]
         for c in st.cells([first["run_id"], second["run_id"]])
     }
-    assert ids[first["run_id"]] != ids[second["run_id"]]
+    assert len(set(ids[first["run_id"]] + ids[second["run_id"]])) == 6
 
 
 def test_aihub_profile_fresh_measures_a_known_artifact_again(env, hub_env):

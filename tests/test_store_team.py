@@ -173,10 +173,12 @@ def test_a_sqlite_reader_never_migrates_or_writes(tmp_path, monkeypatch):
     st = open_store(path)
     _run(st)
     st.close()
-    # a newer vitbench, one migration ahead of this store
+    # a newer vitbench, one migration ahead of this store, that cannot read it as it is
+    # (an older schema it can read, as schema 1 without rounds, is read: tests/test_rounds.py)
     newer = [*connection.MIGRATIONS, ["CREATE TABLE later (x INTEGER)"]]
     monkeypatch.setattr(connection, "MIGRATIONS", newer)
     monkeypatch.setattr(connection, "SCHEMA_VERSION", len(newer))
+    monkeypatch.setattr(connection, "READABLE_FROM", len(newer))
     before = path.read_bytes()
     code, out = _cli("runs", "--store", str(path))
     assert code != 0 and f"has schema version {SCHEMA_VERSION} and this vitbench reads" in out

@@ -141,6 +141,13 @@ def render_profile(prof) -> str:
         ),
         ("outliers (> 3 IQR)", s.outliers, ""),
     ]
+    if s.rounds > 1:
+        rows += [
+            ("rounds", s.rounds, ""),
+            ("between-round CV (of medians)", f"{s.between_round_cv:.1%}", ""),
+            ("within-round CV", f"{s.within_round_cv:.1%}", ""),
+            ("p90 interval's variance from rounds", f"{s.round_share:.0%}", ""),
+        ]
     rows += [
         (k.removesuffix("_ms").removesuffix("_mb").replace("_", " "), v, prof.unit(k))
         for k, v in m.items()

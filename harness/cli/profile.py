@@ -6,6 +6,7 @@ import click
 
 from harness.cli.common import emit_json, pick_device, render_profile
 from harness.errors import UserError
+from harness.timing import DEFAULT_ROUNDS
 
 
 @click.command()
@@ -52,11 +53,13 @@ def targets(only: str | None, as_json: bool) -> None:
 
 
 def _profile_settings(
-    quick, iterations, min_seconds, warmup, threads, runtime, timeout, batch_size
+    quick, iterations, min_seconds, warmup, threads, runtime, timeout, batch_size, rounds=None
 ):
+    from harness.rounds import per_round
     from harness.target import ProfileSettings
 
     base = ProfileSettings.quick() if quick else ProfileSettings()
+    rounds = rounds or (1 if quick else DEFAULT_ROUNDS)
     loop = {
         k: v
         for k, v in (
@@ -76,6 +79,8 @@ def _profile_settings(
 
     return replace(
         settings,
+        loop=per_round(settings.loop, rounds),
+        rounds=rounds,
         runtime=runtime,
         threads=threads,
         batch_size=batch_size,
@@ -115,7 +120,17 @@ def _profile_settings(
     default=None,
     help="apple, Core ML: ALL | CPU_AND_NE | CPU_AND_GPU | CPU_ONLY (default ALL).",
 )
-@click.option("--quick", is_flag=True, help="CI settings: 20 iterations and 1 s minimum.")
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Fresh worker processes / sessions / jobs to measure in (default {DEFAULT_ROUNDS}; "
+    "--quick: 1); "
+    "the iterations and seconds are shared among them.",
+)
+@click.option(
+    "--quick", is_flag=True, help="CI settings: one round, 20 iterations and 1 s minimum."
+)
 @click.option(
     "--json", "as_json", is_flag=True, help="Machine-readable output (raw samples included)."
 )
@@ -131,6 +146,7 @@ def profile(
     batch_size,
     timeout,
     compute_unit,
+    rounds,
     quick,
     as_json,
 ) -> None:
@@ -148,13 +164,15 @@ def profile(
         )
     dev = pick_device(target, target_name, device)
     settings = _profile_settings(
-        quick, iterations, min_seconds, warmup, threads, runtime, timeout, batch_size
+        quick, iterations, min_seconds, warmup, threads, runtime, timeout, batch_size, rounds
     )
     if compute_unit:
         from dataclasses import replace
 
         settings = replace(settings, compute_unit=compute_unit)
-    prof = target.profile(art, dev, settings)
+    from harness.rounds import measure_rounds
+
+    prof = measure_rounds(target, art, dev, settings)
     if as_json:
         emit_json(prof.to_dict())
     else:

@@ -99,6 +99,19 @@ def plan_check(path: str | None, devices: bool, as_json: bool) -> None:
     help="How long the run's start and end wait for a store that went away (measuring "
     "goes on meanwhile; cells wait in OUT/spool).",
 )
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Rounds per cell, each in a fresh process / session / job (default: the plan's "
+    "[measure] rounds, 3).",
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="A CI smoke run of the whole plan: one round of 20 iterations and 1 s per cell "
+    "(a different plan hash, so never mixed with full runs).",
+)
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
 def run(
@@ -113,6 +126,8 @@ def run(
     out_dir,
     allow_data_upload,
     store_patience,
+    rounds,
+    quick,
     quiet,
     as_json,
 ) -> None:
@@ -125,7 +140,7 @@ def run(
     from harness.errors import VitbenchError
     from harness.store import open_store
 
-    p = _plan(plan_path)
+    p = _plan(plan_path).with_measure(quick=quick, rounds=rounds)
     if allow_data_upload:
         p = replace(p, accuracy=replace(p.accuracy, allow_data_upload=True))
     shard_t = parse_shard(shard)

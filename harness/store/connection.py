@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.errors import UserError
-from harness.store.schema import MIGRATIONS, SCHEMA_VERSION
+from harness.store.schema import MIGRATIONS, READABLE_FROM, SCHEMA_VERSION
 from harness.store.secrets import is_dsn, redact, secrets_of
 
 # any constant works: it names vitbench's schema lock among the server's advisory locks
@@ -266,9 +266,12 @@ class Database:
                 f"store {self.label} has schema version {version}, newer than this vitbench "
                 f"understands ({SCHEMA_VERSION}); upgrade vitbench"
             )
+        self.version = version
         if version == SCHEMA_VERSION:
             return
         if self.readonly:
+            if version >= READABLE_FROM:
+                return  # read as it is: Store reads what an older schema lacks as its default
             if version == 0:
                 raise StoreError(
                     f"store {self.label} holds no vitbench results yet (no schema); "
@@ -298,6 +301,7 @@ class Database:
                     self._sql("INSERT INTO vitbench_schema (version) VALUES (?)"),
                     (SCHEMA_VERSION,),
                 )
+            self.version = SCHEMA_VERSION
         except StoreError:
             raise
         except Exception as exc:

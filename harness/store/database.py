@@ -56,6 +56,7 @@ class CellOutcome:
     runtime: str | None = None
     compute_unit: str | None = None
     samples_ms: Sequence[float] = ()
+    sample_rounds: Sequence[int] = ()  # each sample's round (0-based); (): all round 0
     metrics: Sequence[tuple[str, float, str]] = ()
     details: dict[str, Any] = field(default_factory=dict)
     failure_kind: str | None = None
@@ -64,6 +65,11 @@ class CellOutcome:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "samples_ms", tuple(float(v) for v in self.samples_ms))
+        object.__setattr__(self, "sample_rounds", tuple(int(r) for r in self.sample_rounds))
+        if self.sample_rounds and len(self.sample_rounds) != len(self.samples_ms):
+            raise ValueError(
+                f"{len(self.samples_ms)} samples but {len(self.sample_rounds)} round numbers"
+            )
         object.__setattr__(self, "metrics", tuple(tuple(m) for m in self.metrics))
         if self.status not in ("done", "failed"):
             raise ValueError(f"status {self.status!r}")
@@ -73,6 +79,7 @@ class CellOutcome:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["samples_ms"] = list(self.samples_ms)
+        d["sample_rounds"] = list(self.sample_rounds)
         d["metrics"] = [list(m) for m in self.metrics]
         return d
 
@@ -291,15 +298,16 @@ class Store(Database):
         )
         cur.execute(self._sql("DELETE FROM samples WHERE cell_id = ?"), (cell_id,))
         cur.execute(self._sql("DELETE FROM metrics WHERE cell_id = ?"), (cell_id,))
-        rows = [(cell_id, i, v) for i, v in enumerate(outcome.samples_ms)]
+        rounds = outcome.sample_rounds or (0,) * len(outcome.samples_ms)
+        pairs = zip(outcome.samples_ms, rounds, strict=True)
+        rows = [(cell_id, i, v, r) for i, (v, r) in enumerate(pairs)]
+        columns = "cell_id, iteration, latency_ms, round"
         if rows and self.dialect == "postgresql":  # COPY: one round trip, not one per sample
-            with cur.copy("COPY samples (cell_id, iteration, latency_ms) FROM STDIN") as copy:
+            with cur.copy(f"COPY samples ({columns}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
         elif rows:
-            cur.executemany(
-                "INSERT INTO samples (cell_id, iteration, latency_ms) VALUES (?, ?, ?)", rows
-            )
+            cur.executemany(f"INSERT INTO samples ({columns}) VALUES (?, ?, ?, ?)", rows)
         rows = [
             (cell_id, n, float(v), u) for n, v, u in outcome.metrics if v is not None and v == v
         ]
@@ -361,15 +369,24 @@ class Store(Database):
         return rows
 
     def samples(self, cell_ids: Sequence[int]) -> dict[int, list[float]]:
-        out: dict[int, list[float]] = {int(c): [] for c in cell_ids}
+        return {c: values for c, (values, _) in self.sample_rounds(cell_ids).items()}
+
+    def sample_rounds(self, cell_ids: Sequence[int]) -> dict[int, tuple[list[float], list[int]]]:
+        """cell id -> (its samples in order, each sample's round); cells stored before
+        rounds were kept (schema 1) have every sample in round 0."""
+        out: dict[int, tuple[list[float], list[int]]] = {int(c): ([], []) for c in cell_ids}
+        has_rounds = self.version >= 2
+        column = "round" if has_rounds else "0 AS round"
         for chunk in _chunks(list(out), 500):
             marks = ", ".join("?" for _ in chunk)
             for r in self._query(
-                f"SELECT cell_id, latency_ms FROM samples WHERE cell_id IN ({marks}) ORDER BY "
-                "cell_id, iteration",
+                f"SELECT cell_id, latency_ms, {column} FROM samples WHERE cell_id IN ({marks}) "
+                "ORDER BY cell_id, iteration",
                 chunk,
             ):
-                out[int(r["cell_id"])].append(float(r["latency_ms"]))
+                values, rounds = out[int(r["cell_id"])]
+                values.append(float(r["latency_ms"]))
+                rounds.append(int(r["round"]))
         return out
 
     def metrics(self, cell_ids: Sequence[int]) -> list[dict[str, Any]]:

@@ -69,5 +69,11 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (run_id, cell_key, job_kind)
         )""",
     ],
+    [  # 2: each raw sample keeps the round (fresh process / session / job) it came from
+        "ALTER TABLE samples ADD COLUMN round INTEGER NOT NULL DEFAULT 0",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+# the oldest schema a reader still reads as it is (a reader never migrates): version 1 has
+# no rounds, read as one round per cell
+READABLE_FROM = 1

@@ -310,6 +310,7 @@ def profile_from_answer(
         "facts": res.get("facts", {}),
         "loop": res.get("loop", {}),
         "worker_wall_s": answer.wall_s,
+        "worker_pid": answer.hello.get("pid"),  # each round's own process (harness/rounds.py)
         "artifact": {
             "path": str(artifact.path),
             "format": artifact.format,

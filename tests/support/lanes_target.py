@@ -81,6 +81,7 @@ img_size = 32
 format = "onnx"
 {targets}
 [measure]
+rounds = 1
 warmup_iterations = 1
 warmup_seconds = 0.0
 min_iterations = 30

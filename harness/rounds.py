@@ -1,0 +1,139 @@
+"""Rounds: a cell measured R times, each time afresh, its samples kept by round.
+
+One process sees one layout of memory, one CPU placement, one clock state; a second process
+of the same commit sees others, and its median moves by more than a single process's
+interval admits. So every target measures a cell in ``settings.rounds`` rounds, each a
+:meth:`Target.profile` call: a fresh worker process on the host and on remote hosts, a fresh
+runner launch (after the phone's cool-down wait) on a phone, a separate profile job on AI
+Hub. The rounds' samples and numbers merge into one :class:`Profile` whose intervals are the
+two-level bootstrap of harness.measure.
+
+The plan's minimums are for the cell: each round runs its share of them
+(:func:`per_round`), never fewer than :data:`MIN_ROUND_ITERATIONS` iterations, so R = 3
+costs R loads and warm-ups more, not R times the measuring.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from harness.measure import summarize
+from harness.target import Profile, ProfileSettings, TargetError
+from harness.timing import LoopSettings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.artifact import Artifact
+    from harness.target import Device, Target
+
+MIN_ROUND_ITERATIONS = 10
+# metrics whose worst round is the cell's (memory a round peaked at is memory the app needs)
+WORST_OF_ROUNDS = ("peak_memory_mb", "planned_memory_mb")
+
+
+def per_round(loop: LoopSettings, rounds: int) -> LoopSettings:
+    """One round's loop when ``loop`` holds the cell's minimums: each round its share of the
+    iterations (at least :data:`MIN_ROUND_ITERATIONS`, or all of them if fewer) and of the
+    seconds; warm-up is per round (each round starts cold)."""
+    if rounds <= 1:
+        return loop
+    iterations = max(math.ceil(loop.min_iterations / rounds), MIN_ROUND_ITERATIONS)
+    iterations = min(iterations, loop.min_iterations)
+    return replace(
+        loop,
+        min_iterations=iterations,
+        min_seconds=loop.min_seconds / rounds,
+        max_iterations=max(iterations, math.ceil(loop.max_iterations / rounds)),
+        max_seconds=max(loop.max_seconds / rounds, 1.0),
+    )
+
+
+def round_settings(settings: ProfileSettings, index: int) -> ProfileSettings:
+    """The settings of round ``index`` (0-based): one round, its own session so a target that
+    keeps remote jobs by session (AI Hub) submits a job per round."""
+    if settings.rounds <= 1:
+        return settings
+    session = f"{settings.session}#round-{index + 1}" if settings.session else f"round-{index + 1}"
+    return replace(settings, rounds=1, session=session)
+
+
+def merge_rounds(rounds: list[Profile]) -> Profile:
+    """One profile from the rounds of one cell: samples in round order with their round,
+    two-level statistics, each metric the median over rounds (memory peaks: the largest),
+    warnings once each, the rounds' own numbers kept in ``details["rounds"]``."""
+    if len(rounds) == 1:
+        return rounds[0]
+    first = rounds[0]
+    samples: list[float] = []
+    index: list[int] = []
+    for i, p in enumerate(rounds):
+        samples += p.samples_ms
+        index += [i] * len(p.samples_ms)
+    metrics: dict[str, float] = {}
+    for name in dict.fromkeys(k for p in rounds for k in p.metrics):
+        values = sorted(p.metrics[name] for p in rounds if name in p.metrics)
+        if name in WORST_OF_ROUNDS:
+            metrics[name] = values[-1]
+        else:
+            mid = len(values) // 2
+            metrics[name] = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    stats = summarize(samples, rounds=index)
+    warnings = list(dict.fromkeys(w for p in rounds for w in p.warnings))
+    if stats.drift_significant and abs(stats.drift) > 0.05:
+        note = f"latency drifted {stats.drift:+.0%} from the first to the last quarter of a round"
+        warnings = [w for w in warnings if not w.startswith("latency drifted")] + [note]
+    per = [
+        {
+            "round": i + 1,
+            "iterations": len(p.samples_ms),
+            "p50_ms": p.stats.p50,
+            "p90_ms": p.stats.p90,
+            "metrics": p.metrics,
+            "environment": p.environment,  # a phone's thermal state and wait before each round
+            "details": p.details,
+        }
+        for i, p in enumerate(rounds)
+    ]
+    return replace(
+        first,
+        samples_ms=samples,
+        sample_rounds=index,
+        stats=stats,
+        metrics=metrics,
+        units={k: v for p in rounds for k, v in p.units.items()},
+        warnings=warnings,
+        settings={**first.settings, "rounds": len(rounds)},
+        details={**first.details, "rounds": per},
+    )
+
+
+def measure_rounds(
+    target: Target,
+    artifact: Artifact,
+    device: Device,
+    settings: ProfileSettings,
+    done: list[Profile] | None = None,
+) -> Profile:
+    """``settings.rounds`` profiles of ``artifact`` on ``device``, merged. ``done`` holds the
+    rounds already measured (a retry after a failed round goes on from there) and gains each
+    new one. A round that fails raises its :class:`TargetError` with the samples of every
+    round so far."""
+    done = [] if done is None else done
+    while len(done) < max(1, settings.rounds):
+        try:
+            done.append(target.profile(artifact, device, round_settings(settings, len(done))))
+        except TargetError as exc:
+            exc.samples_ms = [s for p in done for s in p.samples_ms] + exc.samples_ms
+            raise
+    return merge_rounds(done)
+
+
+def rounds_label(settings: ProfileSettings) -> str:
+    """ "3 rounds of at least 17 iterations and 1.7 s" for logs and the CLI."""
+    loop = settings.loop
+    many = "round" if settings.rounds == 1 else "rounds"
+    return (
+        f"{settings.rounds} {many} of at least {loop.min_iterations} iterations and "
+        f"{loop.min_seconds:g} s"
+    )

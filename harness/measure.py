@@ -7,11 +7,12 @@ and the number of outliers.
 
 A cell is measured in *rounds* (each a fresh process, session, runner launch or profile job:
 harness/rounds.py). With more than one round the intervals are a two-level bootstrap (resample
-rounds, then samples within each round), widened for the few rounds there are, so they hold
-the between-round noise a single process cannot see; the between-round and within-round
-spreads are kept apart. Every target turns its raw per-iteration times into a
-:class:`LatencyStats` with :func:`summarize`, so numbers from a laptop, a phone and AI Hub
-mean the same thing.
+rounds, then samples within each round) with Student's t for the few rounds there are and a
+floor under the between-round spread, so they hold the run-to-run noise a single process
+cannot see; the between-round and within-round spreads are kept apart.
+
+Every target turns its raw per-iteration times into a :class:`LatencyStats` with
+:func:`summarize`, so numbers from a laptop, a phone and AI Hub mean the same thing.
 """
 
 from __future__ import annotations
@@ -219,17 +220,11 @@ def _two_level_boot(
     return np.concatenate(out)
 
 
-def few_rounds_factor(rounds: int, confidence: float) -> float:
-    """How much wider than the bootstrap's own a two-level interval is drawn from ``rounds``
-    rounds: Student's t with ``rounds - 1`` degrees of freedom over the normal quantile, times
-    sqrt(R / (R - 1)) for the bootstrap's variance being (R - 1) / R of the rounds' (the
-    small-sample correction of Hesterberg's expanded percentile interval). 1 for one round."""
-    if rounds < 2:
-        return 1.0
-    from scipy.special import ndtri, stdtrit
+def t_quantile(p: float, df: int) -> float:
+    """Student's t quantile (scipy is imported only when rounds need it)."""
+    from scipy.special import stdtrit
 
-    p = (1 + confidence) / 2
-    return float(stdtrit(rounds - 1, p) / ndtri(p) * math.sqrt(rounds / (rounds - 1)))
+    return float(stdtrit(df, p))
 
 
 def rounds_interval(
@@ -238,13 +233,19 @@ def rounds_interval(
     confidence: float = 0.95,
     n_boot: int = 2000,
     seed: int = 0,
+    noise_floor: float = 0.0,
 ) -> tuple[tuple[float, float], float]:
-    """The two-level (hierarchical) bootstrap interval for the q-th percentile of samples
-    measured in rounds, and the share of its variance that comes from the rounds differing.
+    """The two-level interval for the q-th percentile of samples measured in rounds, and the
+    share of its variance that comes from the rounds differing.
 
-    Resample rounds, then samples within each; the percentile interval is widened about the
-    pooled estimate by :func:`few_rounds_factor`, since three rounds say little about the
-    spread between rounds. One round: the plain bootstrap (:func:`bootstrap_interval`)."""
+    A hierarchical bootstrap (resample rounds, then samples within each) gives the variance of
+    the pooled percentile; resampling samples alone gives its within-round part W; the rest is
+    what rounds differing adds, B / R. The between-round standard deviation is taken as at
+    least ``noise_floor`` of the estimate: rounds measured one after another share the
+    machine's state, and from one invocation to the next its level moves by more than they
+    show. The interval is the estimate +- Student's t with R - 1 degrees of freedom times
+    sqrt(W + B / R), since three rounds say little about the spread between rounds. One
+    round: the plain bootstrap (:func:`bootstrap_interval`)."""
     gs = [np.asarray(g, dtype=np.float64) for g in groups if len(g)]
     if len(gs) < 2:
         pooled = gs[0] if gs else np.empty(0)
@@ -253,18 +254,15 @@ def rounds_interval(
     est = float(np.percentile(np.concatenate(gs), q))
     both = _two_level_boot(gs, q, n_boot, rng, rounds=True)
     within = _two_level_boot(gs, q, max(200, n_boot // 4), rng, rounds=False)
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(both, [alpha, 1 - alpha])
-    k = few_rounds_factor(len(gs), confidence)
-    interval = (est - k * max(est - float(lo), 0.0), est + k * max(float(hi) - est, 0.0))
     # Resampling rounds draws each round's own sampling noise a second time: of the two-level
     # variance V, (R - 1) / R (B + R W) / R is the rounds' means moving, where W is the
-    # within-round variance of the estimate (resampling samples only) and B / R what rounds
-    # really differing adds. So B / R = (V - W) R / (R - 1) - W; zero when rounds agree.
+    # within-round variance of the estimate. So B / R = (V - W) R / (R - 1) - W; zero when
+    # rounds agree.
     r, total, inside = len(gs), float(both.var()), float(within.var())
-    between = max(0.0, (total - inside) * r / (r - 1) - inside)
+    between = max(0.0, (total - inside) * r / (r - 1) - inside, (noise_floor * est) ** 2 / r)
+    half = t_quantile((1 + confidence) / 2, r - 1) * math.sqrt(inside + between)
     share = between / (between + inside) if between + inside > 0 else 0.0
-    return interval, share
+    return (max(est - half, 0.0), est + half), share
 
 
 def round_spreads(groups: Sequence[np.ndarray]) -> tuple[float, float]:
@@ -296,9 +294,11 @@ def summarize(
     n_boot: int = 2000,
     seed: int = 0,
     rounds: Sequence[int] | np.ndarray | None = None,
+    noise_floor: float = 0.0,
 ) -> LatencyStats:
     """All latency statistics from raw samples in milliseconds; ``rounds`` gives each
-    sample's round (samples of one round in their order), for the two-level intervals."""
+    sample's round (samples of one round in their order), for the two-level intervals, whose
+    between-round spread is at least ``noise_floor`` (:func:`rounds_interval`)."""
     x = np.asarray(samples_ms, dtype=np.float64)
     if x.size == 0:
         raise ValueError("no samples to summarise")
@@ -310,8 +310,8 @@ def summarize(
     p50, p90, p99 = (float(v) for v in np.percentile(x, PERCENTILES))
     # drift within a round (rounds start cool and fresh): the round that drifted most
     d, sig = max((drift(g) for g in groups), key=lambda t: (t[1], abs(t[0])))
-    p50_ci, _ = rounds_interval(groups, 50, confidence, n_boot, seed)
-    p90_ci, share = rounds_interval(groups, 90, confidence, n_boot, seed + 1)
+    p50_ci, _ = rounds_interval(groups, 50, confidence, n_boot, seed, noise_floor)
+    p90_ci, share = rounds_interval(groups, 90, confidence, n_boot, seed + 1, noise_floor)
     between, within = round_spreads(groups)
     return LatencyStats(
         n=int(x.size),

@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.timing import DEFAULT_ROUNDS, LoopSettings
+from harness.timing import DEFAULT_NOISE_FLOOR, DEFAULT_ROUNDS, LoopSettings
 
 PRECISIONS = ("fp32", "fp16", "int8")
 PERCENTILES = (50, 90)
@@ -142,6 +142,7 @@ class MeasureSettings(LoopSettings):
     retries: int = 2
     compute_unit: str | None = None  # every target's, unless its entry names its own
     rounds: int = DEFAULT_ROUNDS  # each cell in this many fresh processes / sessions / jobs
+    noise_floor: float = DEFAULT_NOISE_FLOOR  # least between-round sd the intervals assume
 
     def profile_settings(self, target: TargetEntry):
         from harness.rounds import per_round
@@ -151,6 +152,7 @@ class MeasureSettings(LoopSettings):
         return ProfileSettings(
             loop=per_round(loop, self.rounds),
             rounds=self.rounds,
+            noise_floor=self.noise_floor,
             runtime=target.runtime,
             # the target's entry, then its options (as AI Hub users write them), then [measure]
             compute_unit=target.compute_unit
@@ -409,6 +411,7 @@ def _measure(r: _Reader, data: dict[str, Any]) -> MeasureSettings:
             "retries": "nonnegint",
             "compute_unit": "str",
             "rounds": "posint",
+            "noise_floor": "nonnegfloat",
         },
     )
     low = m.get("min_iterations", MeasureSettings.min_iterations)
@@ -583,11 +586,14 @@ DEFAULT_PLAN: dict[str, Any] = {
         {"format": "pt2"},
     ],
     "targets": [{"name": "host", "devices": ["host"]}],
+    # three rounds of 12 iterations and 1 s each (each after its own warm-up): what one round
+    # of 50 and 5 s cost before rounds, within 1.5x (bench/bench_repeat.py --plan)
     "measure": {
-        "warmup_iterations": 5,
-        "warmup_seconds": 0.5,
-        "min_iterations": 50,
-        "min_seconds": 5.0,
+        "rounds": 3,
+        "warmup_iterations": 3,
+        "warmup_seconds": 0.3,
+        "min_iterations": 36,
+        "min_seconds": 3.0,
     },
     "budgets": {"latency_ms": 200.0, "percentile": 90},
 }

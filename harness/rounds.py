@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from harness.measure import summarize
 from harness.target import Profile, ProfileSettings, TargetError
-from harness.timing import LoopSettings
+from harness.timing import DEFAULT_NOISE_FLOOR, LoopSettings
 
 if TYPE_CHECKING:  # pragma: no cover
     from harness.artifact import Artifact
@@ -58,7 +58,7 @@ def round_settings(settings: ProfileSettings, index: int) -> ProfileSettings:
     return replace(settings, rounds=1, session=session)
 
 
-def merge_rounds(rounds: list[Profile]) -> Profile:
+def merge_rounds(rounds: list[Profile], noise_floor: float = DEFAULT_NOISE_FLOOR) -> Profile:
     """One profile from the rounds of one cell: samples in round order with their round,
     two-level statistics, each metric the median over rounds (memory peaks: the largest),
     warnings once each, the rounds' own numbers kept in ``details["rounds"]``."""
@@ -78,7 +78,7 @@ def merge_rounds(rounds: list[Profile]) -> Profile:
         else:
             mid = len(values) // 2
             metrics[name] = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-    stats = summarize(samples, rounds=index)
+    stats = summarize(samples, rounds=index, noise_floor=noise_floor)
     warnings = list(dict.fromkeys(w for p in rounds for w in p.warnings))
     if stats.drift_significant and abs(stats.drift) > 0.05:
         note = f"latency drifted {stats.drift:+.0%} from the first to the last quarter of a round"
@@ -126,7 +126,40 @@ def measure_rounds(
         except TargetError as exc:
             exc.samples_ms = [s for p in done for s in p.samples_ms] + exc.samples_ms
             raise
-    return merge_rounds(done)
+    return merge_rounds(done, settings.noise_floor)
+
+
+def profile_many_rounds(
+    target: Target,
+    artifact: Artifact,
+    devices: list[Device],
+    settings: ProfileSettings,
+    **first_round: object,
+) -> list[Profile | TargetError]:
+    """:func:`measure_rounds` for several devices measured at once (:meth:`Target.
+    profile_many`, which AI Hub runs concurrently): round by round, every device that has not
+    failed in the same round. ``first_round``: keyword arguments for the first round only
+    (AI Hub's ``parity``, checked once)."""
+    done: list[list[Profile]] = [[] for _ in devices]
+    failed: dict[int, TargetError] = {}
+    for i in range(max(1, settings.rounds)):
+        live = [k for k in range(len(devices)) if k not in failed]
+        if not live:
+            break
+        kw = first_round if i == 0 else {}
+        results = target.profile_many(
+            artifact, [devices[k] for k in live], round_settings(settings, i), **kw
+        )
+        for k, r in zip(live, results, strict=True):
+            if isinstance(r, TargetError):
+                r.samples_ms = [s for p in done[k] for s in p.samples_ms] + r.samples_ms
+                failed[k] = r
+            else:
+                done[k].append(r)
+    return [
+        failed[k] if k in failed else merge_rounds(done[k], settings.noise_floor)
+        for k in range(len(devices))
+    ]
 
 
 def rounds_label(settings: ProfileSettings) -> str:

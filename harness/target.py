@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import VitbenchError
 from harness.measure import LatencyStats, LoopSettings, summarize
+from harness.timing import DEFAULT_NOISE_FLOOR
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -64,6 +65,7 @@ class ProfileSettings:
     # fresh processes / sessions / jobs the cell is measured in (harness/rounds.py); ``loop``
     # is one round's
     rounds: int = 1
+    noise_floor: float = DEFAULT_NOISE_FLOOR  # least between-round sd of a two-level interval
 
     @classmethod
     def quick(cls, **kw: Any) -> ProfileSettings:

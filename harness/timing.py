@@ -16,6 +16,9 @@ from typing import Any
 # a cell is measured in this many rounds, each in a fresh process / session / job
 # (harness/rounds.py): `vitbench run`, `vitbench profile` and the gate; --quick: 1
 DEFAULT_ROUNDS = 3
+# the least between-round spread (sd, relative) a two-level interval assumes: rounds measured
+# back to back share the machine's state (bench/bench_repeat.py; bench_host: 2.3% run to run)
+DEFAULT_NOISE_FLOOR = 0.02
 
 
 @dataclass(frozen=True)

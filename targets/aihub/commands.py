@@ -9,6 +9,7 @@ import click
 
 from harness.cli.common import emit_json
 from harness.errors import UserError
+from harness.timing import DEFAULT_ROUNDS
 
 
 @click.group()
@@ -66,7 +67,7 @@ def aihub_devices(selectors: tuple[str, ...], as_json: bool) -> None:
     type=click.IntRange(min=1),
     default=100,
     show_default=True,
-    help="Profiled inferences per device.",
+    help="Profiled inferences per device, shared among its rounds (at least 10 a job).",
 )
 @click.option(
     "--timeout",
@@ -92,6 +93,13 @@ def aihub_devices(selectors: tuple[str, ...], as_json: bool) -> None:
     "(the upload and compiled model are reused).",
 )
 @click.option("--poll-interval", type=float, default=10.0, hidden=True)
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=DEFAULT_ROUNDS,
+    show_default=True,
+    help="Separate profile jobs per device (rounds), every device's at once in each round.",
+)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def aihub_profile(
@@ -105,6 +113,7 @@ def aihub_profile(
     state: str | None,
     fresh: bool,
     poll_interval: float,
+    rounds: int,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -112,8 +121,10 @@ def aihub_profile(
     Run again, it picks up the jobs of the first time (a run cut off resumes); --fresh
     measures again."""
     import uuid
+    from dataclasses import replace
 
     from harness.artifact import Artifact
+    from harness.rounds import per_round, profile_many_rounds
     from harness.tables import format_table
     from harness.target import ProfileSettings, TargetError
     from targets.aihub import AIHubTarget
@@ -130,9 +141,11 @@ def aihub_profile(
         compute_unit=compute_unit,
         timeout_s=timeout_s,
         session=f"fresh-{uuid.uuid4().hex[:12]}" if fresh else "",
+        rounds=rounds,
     ).with_loop(min_iterations=iterations)
+    settings = replace(settings, loop=per_round(settings.loop, rounds))
     devices = hub.pick(selectors)
-    results = hub.profile_many(art, devices, settings, parity=parity)
+    results = profile_many_rounds(hub, art, devices, settings, parity=parity)
     failed = [r for r in results if isinstance(r, TargetError)]
     if as_json:
         emit_json(

@@ -7,6 +7,7 @@ import click
 
 from harness.cli.common import emit_json, render_profile
 from harness.errors import UserError
+from harness.timing import DEFAULT_ROUNDS
 
 
 @click.group()
@@ -138,6 +139,13 @@ def android_devices(adb_address: str | None, as_json: bool) -> None:
     show_default=True,
     help="Seconds the runner may take in all (a runner past it is killed).",
 )
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=DEFAULT_ROUNDS,
+    show_default=True,
+    help="Fresh runner launches, each after the cool-down wait; --iterations is shared.",
+)
 @adb_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def android_profile(
@@ -158,11 +166,15 @@ def android_profile(
     sustained,
     parity,
     timeout_s,
+    rounds,
     adb_address,
     as_json,
 ) -> None:
     """Profile ARTIFACT (.pte or .onnx with its manifest) on one phone."""
+    from dataclasses import replace
+
     from harness.artifact import Artifact
+    from harness.rounds import measure_rounds, per_round
     from harness.target import ProfileSettings
     from targets.android.runners import FORMAT_KIND
     from targets.android.target import AndroidTarget
@@ -185,10 +197,11 @@ def android_profile(
     settings = settings.with_loop(warmup_iterations=warmup, warmup_seconds=0.0)
     if iterations is not None:
         settings = settings.with_loop(min_iterations=iterations, min_seconds=0.0)
+    settings = replace(settings, loop=per_round(settings.loop, rounds), rounds=rounds)
     runners = {FORMAT_KIND.get(art.format, art.format): runner} if runner else None
     with AndroidTarget(adb_address, runners=runners) as target:
         device = target.device(serial)
-        prof = target.profile(art, device, settings)
+        prof = measure_rounds(target, art, device, settings)
     if as_json:
         emit_json(prof.to_dict())
         return

@@ -56,3 +56,11 @@ def bench(session: nox.Session) -> None:
 
     for script in sorted(glob.glob("bench/bench_*.py")):
         session.run("python", script, *session.posargs)
+
+
+@nox.session(name="builtin-models", python=PYTHON)
+def builtin_models(session: nox.Session) -> None:
+    """Rebuild the built-in X-ray pair with vitbench's own train and compress commands and
+    check it against its model card (`-- --write` ships the rebuilt pair and card)."""
+    _install(session)
+    session.run("python", "-m", "harness.model.builtin.build", *session.posargs)

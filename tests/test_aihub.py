@@ -341,6 +341,7 @@ def test_resume_after_the_process_is_killed_between_submit_and_result(
     journal = tmp_path / "journal.json"
     args = ["aihub", "profile", str(onnx_artifact.path), "--device", S24, "--device", S23]
     args += ["--iterations", "20", "--state", str(journal), "--poll-interval", "0.05", "--json"]
+    args += ["--rounds", "1"]  # one job per device: the resume of that job is the question
     env = _env(hub_env, tmp_path)
     first = _cli(args, env)
     deadline = time.monotonic() + 60

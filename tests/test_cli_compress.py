@@ -62,6 +62,10 @@ def test_train_compress_eval_end_to_end(tmp_path, toy):
     assert "test auc" in out and "95% CI" in out and "test accuracy" in out
     auc = float(out.split("test auc")[1].split()[0])
     assert auc > 0.9
+    # the binary model's decision threshold was chosen on val and kept in config.json
+    teacher_cfg = load_checkpoint(tmp_path / "teacher").config
+    assert teacher_cfg.threshold_rule == "youden" and 0 < teacher_cfg.decision_threshold < 1
+    assert "threshold" in out and "on the val split" in out and "test sensitivity" in out
     code, out = _run(
         "compress",
         "--teacher",
@@ -94,6 +98,13 @@ def test_train_compress_eval_end_to_end(tmp_path, toy):
     assert report["teacher_metric"]["name"] == "auc" and report["retention_pct"] > 80
     assert report["teacher_latency"]["n"] >= 30 and report["param_ratio"] >= 2
     assert (tmp_path / "student.work" / "state.json").is_file()
+    # the student's threshold chosen on val too; both operating points and their retention
+    assert student.config.threshold_rule == "youden"
+    points = report["operating_points"]
+    assert points["student"]["operating_point"]["threshold"] == student.config.decision_threshold
+    assert points["teacher"]["operating_point"]["threshold"] == teacher_cfg.decision_threshold
+    kept = report["operating_point_retention"]
+    assert set(kept) == {"auc", "sensitivity", "specificity"} and all(v > 0 for v in kept.values())
     code, out = _run("eval", tmp_path / "student", "--data", toy)
     assert code == 0, out
     assert "(pytorch)" in out and "auc" in out and "95% CI" in out
@@ -138,6 +149,8 @@ def test_compress_text_report_lists_blocks(tmp_path, toy):
         "block",
         "heads",
         "MLP width",
+        "operating points on the test split",
+        "retention auc",
     ):
         assert fragment in out, fragment
     assert count_params(load_checkpoint(tmp_path / "s").config) <= 12_000

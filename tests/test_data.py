@@ -270,3 +270,26 @@ def test_export_calibration_uses_the_same_preprocessing(tmp_path):
     calib = calibration_images(path, (1, 1, 32, 32), limit=5)
     train = load_dataset(path, split="train")
     assert np.array_equal(calib, preprocess(train.images()[:5], 32, 1))
+
+
+def test_the_builtin_xrays_load_by_name_and_are_checked(tmp_path, monkeypatch):
+    from harness.data import builtin
+
+    test = load_dataset("builtin:pneumonia", split="test")
+    assert len(test) == 468 and test.num_classes == 2 and test.task == "multiclass"
+    assert np.bincount(test.labels.astype(int).ravel()).tolist() == [234, 234]
+    x = test.inputs(28, 1)
+    assert x.shape == (468, 1, 28, 28) and np.isfinite(x).all()
+    assert len(load_dataset("builtin:pneumonia", split="train")) == 2428
+    with pytest.raises(DataError, match=r"unknown built-in data set 'chexpert'.*builtin:pneumonia"):
+        load_dataset("builtin:chexpert")
+    # a damaged install is caught by the hash, not read
+    bad = tmp_path / "pneumoniamnist_balanced.npz"
+    bad.write_bytes(builtin.BUILTIN["pneumonia"].path.read_bytes()[:-10])
+    monkeypatch.setattr(builtin, "HERE", tmp_path)
+    builtin._verified.cache_clear()
+    try:
+        with pytest.raises(DataError, match="is damaged"):
+            load_dataset("builtin:pneumonia")
+    finally:
+        builtin._verified.cache_clear()

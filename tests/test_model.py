@@ -25,7 +25,7 @@ def test_preset_param_counts_match_the_published_figures(name):
 
 
 def test_presets_listed_are_the_four():
-    assert preset_names() == ["vit-large-16", "vit-base-16", "lite", "tiny"]
+    assert preset_names() == ["vit-large-16", "vit-base-16", "lite", "tiny", "xray-small"]
 
 
 def test_analytic_param_count_equals_the_built_model(small_cfg):

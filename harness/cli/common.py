@@ -91,10 +91,23 @@ def data_options(fn):
         "--data",
         "data",
         required=True,
-        help="Data set: a folder or .npz (layout detected) or LAYOUT:PATH "
-        "(chexpert, aptos2019, isic2019, busi, medmnist, folder).",
+        help="Data set: a folder or .npz (layout detected), LAYOUT:PATH "
+        "(chexpert, aptos2019, isic2019, busi, medmnist, folder) or builtin:pneumonia "
+        "(real chest X-rays shipped with vitbench).",
     )(fn)
     return fn
+
+
+def sensitivity_option(fn):
+    """--target-sensitivity for commands that choose a binary model's decision threshold on
+    the val split (Youden's J without it)."""
+    return click.option(
+        "--target-sensitivity",
+        type=click.FloatRange(0, 1, min_open=True),
+        default=None,
+        help="Binary task: the decision threshold is the highest reaching this sensitivity on "
+        "the val split (screening, e.g. 0.95); default Youden's J.",
+    )(fn)
 
 
 def train_options(fn):

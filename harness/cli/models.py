@@ -10,12 +10,19 @@ from harness.cli.common import emit_json, model_options, model_overrides
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models(as_json: bool) -> None:
-    """The built-in presets: parameters, fp32 size and GMACs at their input size."""
-    from harness.model import describe, preset_config, preset_names
+    """The built-in presets (shapes with seeded weights, and the trained X-ray pair):
+    parameters, fp32 size and GMACs at their input size."""
+    from harness.model import describe, load_config, preset_config, preset_names
+    from harness.model.builtin import TRAINED, trained_path
     from harness.model.presets import DESCRIPTIONS
     from harness.tables import format_table
 
     rows = [describe(preset_config(n)) | {"description": DESCRIPTIONS[n]} for n in preset_names()]
+    rows += [
+        describe(load_config(n)) | {"name": n, "description": why}
+        for n, why in TRAINED.items()
+        if trained_path(n).is_dir()
+    ]
     if as_json:
         emit_json(rows)
         return

@@ -12,6 +12,7 @@ from harness.cli.common import (
     model_options,
     model_overrides,
     say,
+    sensitivity_option,
     train_options,
 )
 from harness.errors import UserError
@@ -45,6 +46,7 @@ def parse_count(text: str) -> int:
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @train_options
 @model_options
+@sensitivity_option
 @click.option("--quiet", is_flag=True, help="No progress.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def train(
@@ -62,13 +64,15 @@ def train(
     num_classes,
     img_size,
     head_dim,
+    target_sensitivity,
     quiet,
     as_json,
 ):
     """Train (fine-tune) MODEL on a data set: a preset, a checkpoint folder or timm weights.
 
-    The best epoch on the validation split is kept and written to --out; the test metric is
-    printed with its bootstrap 95% interval.
+    The best epoch on the validation split is kept and written to --out; a binary task's
+    decision threshold is chosen on the validation split and kept in its config.json; the
+    test metric is printed with its bootstrap 95% interval (and, binary, the operating point).
     """
     from pathlib import Path
 
@@ -81,7 +85,10 @@ def train(
     check_images(*splits.values())  # every split, before the first epoch
     tr = splits["train"]
     overrides = model_overrides(in_chans, num_classes, img_size, head_dim)
-    if not Path(model).is_dir():  # a preset or an import takes the data set's head and task
+    from harness.model.builtin import TRAINED
+
+    if not Path(model).is_dir() and model not in TRAINED:  # a shape or an import takes the
+        # data set's head and task; a checkpoint (or a trained preset) keeps its own
         overrides["num_classes"] = overrides["num_classes"] or tr.num_classes
         overrides["task"] = tr.task
         overrides["labels"] = tr.classes
@@ -101,15 +108,21 @@ def train(
         progress=say(quiet),
     )
     save_checkpoint(net, out_dir)
+    choice, net = threshold_on_val(net, out_dir, splits["val"], target_sensitivity)
     result = model_accuracy(net, splits["test"])
     if as_json:
-        emit_json({"checkpoint": str(out_dir), "test": result.to_dict()})
+        extra = {"threshold_choice": choice.to_dict()} if choice is not None else {}
+        emit_json({"checkpoint": str(out_dir), "test": result.to_dict()} | extra)
         return
     click.echo(f"checkpoint  {out_dir}")
+    if choice is not None:
+        click.echo(f"threshold   {choice} on the val split (in config.json)")
     for r in result.results:
         click.echo(
             f"test {r.name:18} {r.value:.4f}  95% CI [{r.ci_low:.4f}, {r.ci_high:.4f}]  (n={r.n})"
         )
+    for line in result.clinical_lines():
+        click.echo(f"test {line}")
 
 
 @click.command()
@@ -173,6 +186,7 @@ def train(
     help="Step checkpoints for resuming (default: OUT.work).",
 )
 @train_options
+@sensitivity_option
 @click.option("--quiet", is_flag=True, help="No progress.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def compress(
@@ -197,6 +211,7 @@ def compress(
     lr,
     weight_decay,
     seed,
+    target_sensitivity,
     quiet,
     as_json,
 ):
@@ -252,13 +267,18 @@ def compress(
         net, train_t, val_t, tr.metric, settings, work_dir or f"{out_dir}.work", progress=say(quiet)
     )
     save_checkpoint(student, out_dir)
+    _, student = threshold_on_val(student, out_dir, splits["val"], target_sensitivity)
     extra = () if tr.task == "multilabel" else ("accuracy",)
     report = compression_report(net, student, test_t, tr.metric, history=history, extra=extra)
+    points = operating_points(net, student, splits, target_sensitivity)
     if as_json:
-        emit_json({"student": str(out_dir), **report.to_dict()})
+        points.pop("lines", None)
+        emit_json({"student": str(out_dir), **report.to_dict()} | points)
         return
     click.echo(f"student     {out_dir}")
     click.echo("\n".join(report.lines()))
+    for line in points.get("lines", []):
+        click.echo(line)
 
 
 @click.command(name="eval")
@@ -372,13 +392,51 @@ def eval_(
         click.echo(line)
 
 
+def operating_points(teacher, student, splits, target_sensitivity=None) -> dict:
+    """Binary tasks: teacher and student on the test split, each at its decision threshold
+    (the teacher's own, else chosen on val here without writing into its folder), and the
+    student's retention of AUC, sensitivity and specificity; {} for other tasks."""
+    from harness import operating_point as op
+    from harness.accuracy import model_accuracy
+    from harness.inference import predict, tensors
+
+    val, test = splits["val"], splits["test"]
+    if not op.is_binary(test.task, test.num_classes):
+        return {}
+    if teacher.config.decision_threshold is None:
+        scores = predict(teacher, tensors(val, teacher.config.img_size, teacher.config.in_chans))
+        c = op.choose_threshold(val.labels, scores, target_sensitivity=target_sensitivity)
+        teacher.config = teacher.config.replace(
+            decision_threshold=c.threshold, threshold_rule=c.rule
+        )
+    results = {"teacher": model_accuracy(teacher, test), "student": model_accuracy(student, test)}
+    points = {k: r.operating_point for k, r in results.items()}
+    kept = {
+        name: points["student"][name].value / points["teacher"][name].value
+        for name in ("auc", "sensitivity", "specificity")
+        if points["teacher"][name].value > 0
+    }
+    lines = ["", "operating points on the test split (95% stratified bootstrap intervals):"]
+    for who, point in points.items():
+        lines.append(
+            f"  {who:8} threshold {point.threshold:.4f} ({results[who].threshold_rule}): "
+            + "  ".join(
+                f"{n} {point[n].value:.4f} [{point[n].ci_low:.4f}, {point[n].ci_high:.4f}]"
+                for n in ("auc", "sensitivity", "specificity")
+            )
+        )
+    lines.append("  retention " + "  ".join(f"{n} {v:.1%}" for n, v in kept.items()))
+    return {
+        "operating_points": {k: r.to_dict() for k, r in results.items()},
+        "operating_point_retention": kept,
+        "lines": lines,
+    }
+
+
 def pick_threshold(net, folder, data, uncertain, frontal_only, target_sensitivity):
     """Choose the decision threshold on the val split, write it into ``folder``'s config.json;
     returns the choice and the model with the threshold in its config."""
     from harness import operating_point as op
-    from harness.data import check_images
-    from harness.inference import predict, tensors
-    from harness.model.checkpoint import write_threshold
 
     val = load_splits(data, uncertain, frontal_only, splits=("val",))["val"]
     if not op.is_binary(val.task, val.num_classes):
@@ -386,6 +444,20 @@ def pick_threshold(net, folder, data, uncertain, frontal_only, target_sensitivit
             f"--choose-threshold applies to binary tasks; {data} is a {val.task} task with "
             f"{val.num_classes} classes"
         )
+    return threshold_on_val(net, folder, val, target_sensitivity)
+
+
+def threshold_on_val(net, folder, val, target_sensitivity=None):
+    """The decision threshold chosen on ``val`` (Youden's J, or the highest reaching
+    ``target_sensitivity``) and written into ``folder``'s config.json: (choice, model with
+    it); (None, model) for a task that is not binary."""
+    from harness import operating_point as op
+    from harness.data import check_images
+    from harness.inference import predict, tensors
+    from harness.model.checkpoint import write_threshold
+
+    if not op.is_binary(val.task, val.num_classes):
+        return None, net
     val.check_fits(net.config)
     check_images(val)
     scores = predict(net, tensors(val, net.config.img_size, net.config.in_chans))

@@ -7,8 +7,9 @@ Two functions are all most code needs::
     x = preprocess(test.images(), img_size=model.config.img_size, in_chans=model.config.in_chans)
     # or simply: x = test.inputs(model.config.img_size, model.config.in_chans)
 
-``load_dataset(spec, split)`` takes a path (the layout is detected) or ``layout:path``
-(``chexpert``, ``aptos2019``, ``isic2019``, ``busi``, ``medmnist``, ``folder``) and returns a
+``load_dataset(spec, split)`` takes a path (the layout is detected), ``layout:path``
+(``chexpert``, ``aptos2019``, ``isic2019``, ``busi``, ``medmnist``, ``folder``) or a data set
+shipped with vitbench, ``builtin:NAME`` (``builtin:pneumonia``), and returns a
 :class:`Dataset` (labels, task kind, metric name, image paths or arrays). ``preprocess`` is the
 only place images become model input (resize, grey/colour to ``in_chans``, normalisation):
 training, evaluation, export calibration and on-device accuracy all go through it.
@@ -39,6 +40,10 @@ from harness.data.readers import READERS, detect_layout
 def parse_spec(spec: str | Path) -> tuple[str | None, Path]:
     s = str(spec)
     head, sep, rest = s.partition(":")
+    if sep and head == "builtin":
+        from harness.data.builtin import builtin_data
+
+        return builtin_data(rest)
     if sep and head in READERS:
         return head, Path(rest)
     return None, Path(s)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import CheckpointError, UserError
+from harness.model.builtin import TRAINED, trained_path
 from harness.model.config import ViTConfig
 from harness.model.presets import PRESETS, preset_config
 from harness.model.timm_import import import_timm
@@ -88,6 +89,8 @@ def load_model(spec: str | Path, **overrides: Any) -> VisionTransformer:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if s in PRESETS:
         return build_model(preset_config(s, **overrides))
+    if s in TRAINED:  # a preset with trained weights shipped in the package
+        spec, s = trained_path(s), str(trained_path(s))
     p = Path(s)
     if p.is_dir():
         fixed = [k for k in overrides if k not in FOLDER_OVERRIDES]
@@ -100,7 +103,8 @@ def load_model(spec: str | Path, **overrides: Any) -> VisionTransformer:
     if p.suffix in FOREIGN_SUFFIXES:
         return import_timm(p, **overrides)
     if not p.exists() and "/" not in s and "." not in s:
-        raise UserError(f"unknown preset {s!r}; known presets: {', '.join(PRESETS)}")
+        known = ", ".join([*PRESETS, *TRAINED])
+        raise UserError(f"unknown preset {s!r}; known presets: {known}")
     if not p.exists():
         raise CheckpointError(f"checkpoint {p} does not exist")
     raise CheckpointError(

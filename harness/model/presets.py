@@ -26,6 +26,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     "lite": dict(embed_dim=512, depth=12, num_heads=8, mlp_dim=2048, num_classes=2),
     # DeiT-Tiny shape, ~5.7M: fast tests and demos
     "tiny": dict(embed_dim=192, depth=12, num_heads=3, mlp_dim=768),
+    # the built-in X-ray teacher's shape (~1.2M): 28x28 grey PneumoniaMNIST, 16 patches of 7x7
+    "xray-small": dict(
+        embed_dim=128,
+        depth=6,
+        num_heads=4,
+        mlp_dim=512,
+        img_size=28,
+        patch_size=7,
+        in_chans=1,
+        num_classes=2,
+    ),  # fmt: skip
 }
 
 DESCRIPTIONS = {
@@ -33,6 +44,7 @@ DESCRIPTIONS = {
     "vit-base-16": "ViT-Base/16",
     "lite": "compressed deployment target",
     "tiny": "DeiT-Tiny shape, for tests and demos",
+    "xray-small": "shape of the built-in X-ray teacher (28x28 grey)",
 }
 
 
@@ -47,8 +59,9 @@ def preset_config(name: str, **overrides: Any) -> ViTConfig:
         raise UserError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
     p = PRESETS[name]
     kwargs: dict[str, Any] = {**_COMMON, "name": name}
-    if "num_classes" in p:
-        kwargs["num_classes"] = p["num_classes"]
+    kwargs.update(
+        {k: p[k] for k in ("img_size", "patch_size", "in_chans", "num_classes") if k in p}
+    )
     kwargs.update({k: v for k, v in overrides.items() if v is not None})
     return ViTConfig.uniform(
         p["depth"], p["num_heads"], p["mlp_dim"], embed_dim=p["embed_dim"], **kwargs

@@ -575,6 +575,10 @@ def plan_from_dict(data: dict[str, Any], source: str = "<dict>") -> Plan:
     return _parse(data, source, "")
 
 
+# three rounds of 12 iterations and 1 s, each after its own warm-up (bench_repeat.py --plan)
+BUILTIN_MEASURE = dict(
+    rounds=3, warmup_iterations=3, warmup_seconds=0.3, min_iterations=36, min_seconds=3.0
+)
 DEFAULT_PLAN: dict[str, Any] = {
     "name": "default",
     "description": "lite and tiny, every export this machine can run, on this machine",
@@ -586,15 +590,7 @@ DEFAULT_PLAN: dict[str, Any] = {
         {"format": "pt2"},
     ],
     "targets": [{"name": "host", "devices": ["host"]}],
-    # three rounds of 12 iterations and 1 s each (each after its own warm-up): what one round
-    # of 50 and 5 s cost before rounds, within 1.5x (bench/bench_repeat.py --plan)
-    "measure": {
-        "rounds": 3,
-        "warmup_iterations": 3,
-        "warmup_seconds": 0.3,
-        "min_iterations": 36,
-        "min_seconds": 3.0,
-    },
+    "measure": BUILTIN_MEASURE,
     "budgets": {"latency_ms": 200.0, "percentile": 90},
 }
 

@@ -159,7 +159,8 @@ def test_parity_with_a_wrong_size_output_fails_with_the_numbers_and_keeps_the_pr
     res = CliRunner().invoke(
         main,
         ["android", "profile", str(art.path), "--serial", phone.serial, "--parity", "--json"]
-        + ["--runner", str(runners["executor_runner"]), "--iterations", "4", "--poll-s", "0.01"],
+        + ["--runner", str(runners["executor_runner"]), "--iterations", "4", "--poll-s", "0.01"]
+        + ["--rounds", "1"],
     )
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)

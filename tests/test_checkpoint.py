@@ -164,7 +164,15 @@ def test_info_on_timm_file_shows_per_block_widths(tmp_path):
 def test_models_and_version():
     code, out = _run("models", "--json")
     assert code == 0
-    assert [r["name"] for r in json.loads(out)] == ["vit-large-16", "vit-base-16", "lite", "tiny"]
+    names = [r["name"] for r in json.loads(out)]
+    assert names == [
+        "vit-large-16",
+        "vit-base-16",
+        "lite",
+        "tiny",
+        "xray-small",
+        "xray-teacher",
+    ] + ["xray-student"]
     code, out = _run("--version")
     assert code == 0 and "vitbench" in out
     code, out = _run("models")

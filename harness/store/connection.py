@@ -119,7 +119,7 @@ class Database:
                 conn = sqlite3.connect(
                     str(path), timeout=60, check_same_thread=False, isolation_level=None
                 )
-                conn.execute("PRAGMA journal_mode=WAL")
+                _wal(conn)
                 conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
@@ -313,6 +313,22 @@ class Database:
                 f"({self.redact(first_line(exc))}); run `vitbench run` once as the store's "
                 "owner"
             ) from None
+
+
+def _wal(conn: sqlite3.Connection, give_up_s: float = 30.0) -> None:
+    """Switch a SQLite store to WAL. Writers creating a new store at the same instant race for
+    the switch, and SQLite answers the loser "database is locked" at once, without waiting
+    for its busy timeout: try again, briefly, for up to ``give_up_s``."""
+    deadline, pause = time.monotonic() + give_up_s, 0.01
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
 
 def _is_permission_error(exc: BaseException) -> bool:

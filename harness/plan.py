@@ -145,13 +145,12 @@ class MeasureSettings(LoopSettings):
     noise_floor: float = DEFAULT_NOISE_FLOOR  # least between-round sd the intervals assume
 
     def profile_settings(self, target: TargetEntry):
-        from harness.rounds import per_round
+        from harness.rounds import in_rounds
         from harness.target import ProfileSettings
 
         loop = LoopSettings(**{f.name: getattr(self, f.name) for f in fields(LoopSettings)})
-        return ProfileSettings(
-            loop=per_round(loop, self.rounds),
-            rounds=self.rounds,
+        settings = ProfileSettings(
+            loop=loop,
             noise_floor=self.noise_floor,
             runtime=target.runtime,
             # the target's entry, then its options (as AI Hub users write them), then [measure]
@@ -162,6 +161,7 @@ class MeasureSettings(LoopSettings):
             timeout_s=self.timeout_s,
             options=dict(target.options),
         )
+        return in_rounds(settings, self.rounds)
 
 
 # `vitbench run --quick`: a CI smoke run of a whole plan

@@ -16,6 +16,7 @@ costs R loads and warm-ups more, not R times the measuring.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,11 @@ def per_round(loop: LoopSettings, rounds: int) -> LoopSettings:
     )
 
 
+def in_rounds(settings: ProfileSettings, rounds: int) -> ProfileSettings:
+    """``settings`` (whose loop holds the cell's minimums) measured in ``rounds`` rounds."""
+    return replace(settings, loop=per_round(settings.loop, rounds), rounds=rounds)
+
+
 def round_settings(settings: ProfileSettings, index: int) -> ProfileSettings:
     """The settings of round ``index`` (0-based): one round, its own session so a target that
     keeps remote jobs by session (AI Hub) submits a job per round."""
@@ -72,12 +78,8 @@ def merge_rounds(rounds: list[Profile], noise_floor: float = DEFAULT_NOISE_FLOOR
         index += [i] * len(p.samples_ms)
     metrics: dict[str, float] = {}
     for name in dict.fromkeys(k for p in rounds for k in p.metrics):
-        values = sorted(p.metrics[name] for p in rounds if name in p.metrics)
-        if name in WORST_OF_ROUNDS:
-            metrics[name] = values[-1]
-        else:
-            mid = len(values) // 2
-            metrics[name] = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+        values = [p.metrics[name] for p in rounds if name in p.metrics]
+        metrics[name] = max(values) if name in WORST_OF_ROUNDS else statistics.median(values)
     stats = summarize(samples, rounds=index, noise_floor=noise_floor)
     warnings = list(dict.fromkeys(w for p in rounds for w in p.warnings))
     if stats.drift_significant and abs(stats.drift) > 0.05:
@@ -160,13 +162,3 @@ def profile_many_rounds(
         failed[k] if k in failed else merge_rounds(done[k], settings.noise_floor)
         for k in range(len(devices))
     ]
-
-
-def rounds_label(settings: ProfileSettings) -> str:
-    """ "3 rounds of at least 17 iterations and 1.7 s" for logs and the CLI."""
-    loop = settings.loop
-    many = "round" if settings.rounds == 1 else "rounds"
-    return (
-        f"{settings.rounds} {many} of at least {loop.min_iterations} iterations and "
-        f"{loop.min_seconds:g} s"
-    )

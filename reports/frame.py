@@ -124,6 +124,8 @@ def _cell_row(c: dict[str, Any], m: dict[str, tuple[float, str]]) -> dict[str, A
     }
     for name, col in METRIC_COLUMNS.items():
         row[col] = m[name][0] if name in m else math.nan
+    if c["status"] == "done" and "rounds" not in m:  # stored before rounds: one round
+        row["rounds"], row["within_round_cv"] = 1.0, row["cv"]
     # the judgement made when the cell was measured, never a re-check here
     parity = cell_parity(c, {name: value for name, (value, _) in m.items()})
     row["parity_status"] = parity.status if parity else ""

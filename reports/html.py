@@ -10,7 +10,6 @@ compute-unit shares, the plan's history with detected changes marked, and the en
 from __future__ import annotations
 
 import json
-import math
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -99,9 +98,9 @@ def cell_table(report: RunResults) -> str:
             + _num_td(r["p90_ms"])
             + _td(ci, r["p90_ci_high_ms"])
             + _num_td(r["p99_ms"])
-            + _num_td(_rounds(r), 0)
+            + _num_td(r["rounds"], 0)
             + _num_td(r["between_round_cv"] * 100, suffix="%")
-            + _num_td(_within_cv(r) * 100, suffix="%")
+            + _num_td(r["within_round_cv"] * 100, suffix="%")
             + _num_td(r["iterations"], 0)
             + _num_td(r["load_cold_ms"])
             + _num_td(r["load_warm_ms"])
@@ -115,18 +114,6 @@ def cell_table(report: RunResults) -> str:
         )
     out.append("</tbody></table></div>")
     return "".join(out)
-
-
-def _rounds(r: Any) -> float:
-    """A measured cell's rounds; one for a run stored before rounds were kept."""
-    if r["status"] != "done":
-        return math.nan
-    return 1.0 if r["rounds"] != r["rounds"] else r["rounds"]
-
-
-def _within_cv(r: Any) -> float:
-    """The spread inside a round: the whole run's CV for a run stored before rounds."""
-    return r["cv"] if r["within_round_cv"] != r["within_round_cv"] else r["within_round_cv"]
 
 
 def problems(report: RunResults) -> str:

@@ -83,12 +83,9 @@ def latency_text(row: Any, q: int) -> str:
 
 def spread_text(row: Any) -> str:
     """``3 rounds: 1.2% / 3.4%``: the rounds, the spread of their medians (between-round CV)
-    and the spread inside a round (within-round CV); a run from before rounds: one round,
-    its CV."""
-    rounds = row.get("rounds")
+    and the spread inside a round (within-round CV)."""
+    rounds, cv = row.get("rounds"), row.get("within_round_cv")
     if missing(rounds) or int(rounds) <= 1:
-        cv = row.get("within_round_cv")
-        cv = row.get("cv") if missing(cv) else cv
         return "–" if missing(cv) else f"1 round: – / {cv:.1%}"
     between, within = row.get("between_round_cv"), row.get("within_round_cv")
     b = "–" if missing(between) else f"{between:.1%}"

@@ -55,7 +55,7 @@ def targets(only: str | None, as_json: bool) -> None:
 def _profile_settings(
     quick, iterations, min_seconds, warmup, threads, runtime, timeout, batch_size, rounds=None
 ):
-    from harness.rounds import per_round
+    from harness.rounds import in_rounds
     from harness.target import ProfileSettings
 
     base = ProfileSettings.quick() if quick else ProfileSettings()
@@ -78,9 +78,7 @@ def _profile_settings(
     from dataclasses import replace
 
     return replace(
-        settings,
-        loop=per_round(settings.loop, rounds),
-        rounds=rounds,
+        in_rounds(settings, rounds),
         runtime=runtime,
         threads=threads,
         batch_size=batch_size,

@@ -121,10 +121,9 @@ def aihub_profile(
     Run again, it picks up the jobs of the first time (a run cut off resumes); --fresh
     measures again."""
     import uuid
-    from dataclasses import replace
 
     from harness.artifact import Artifact
-    from harness.rounds import per_round, profile_many_rounds
+    from harness.rounds import in_rounds, profile_many_rounds
     from harness.tables import format_table
     from harness.target import ProfileSettings, TargetError
     from targets.aihub import AIHubTarget
@@ -141,9 +140,8 @@ def aihub_profile(
         compute_unit=compute_unit,
         timeout_s=timeout_s,
         session=f"fresh-{uuid.uuid4().hex[:12]}" if fresh else "",
-        rounds=rounds,
     ).with_loop(min_iterations=iterations)
-    settings = replace(settings, loop=per_round(settings.loop, rounds))
+    settings = in_rounds(settings, rounds)
     devices = hub.pick(selectors)
     results = profile_many_rounds(hub, art, devices, settings, parity=parity)
     failed = [r for r in results if isinstance(r, TargetError)]

@@ -171,10 +171,8 @@ def android_profile(
     as_json,
 ) -> None:
     """Profile ARTIFACT (.pte or .onnx with its manifest) on one phone."""
-    from dataclasses import replace
-
     from harness.artifact import Artifact
-    from harness.rounds import measure_rounds, per_round
+    from harness.rounds import in_rounds, measure_rounds
     from harness.target import ProfileSettings
     from targets.android.runners import FORMAT_KIND
     from targets.android.target import AndroidTarget
@@ -197,7 +195,7 @@ def android_profile(
     settings = settings.with_loop(warmup_iterations=warmup, warmup_seconds=0.0)
     if iterations is not None:
         settings = settings.with_loop(min_iterations=iterations, min_seconds=0.0)
-    settings = replace(settings, loop=per_round(settings.loop, rounds), rounds=rounds)
+    settings = in_rounds(settings, rounds)
     runners = {FORMAT_KIND.get(art.format, art.format): runner} if runner else None
     with AndroidTarget(adb_address, runners=runners) as target:
         device = target.device(serial)

@@ -12,6 +12,7 @@ probes.py        what could bias a number: CPU, load, temperature, thermal state
 memory.py        peak resident memory of the agent's process
 lifeline.py      the agent ends with its caller: parent-death signal, parent watch, stdin
 runtimes.py      the Runtime contract and the ONNX Runtime, ExecuTorch and PyTorch runtimes
+pte.py           an ExecuTorch program's delegates and planned memory, read without exir
 coreml.py        Core ML: the runtime (macOS), spec reading and the compute plan
 registry.py      which runtimes an agent offers: built-ins plus ``vitbench.runtimes`` plugins
 service.py       the actions (describe, profile, infer, inspect) and ``main``

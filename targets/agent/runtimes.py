@@ -133,13 +133,16 @@ class ExecuTorchRuntime(Runtime):
 
     def setup(self) -> None:
         import torch  # the pybindings take torch tensors
-        from executorch.extension.pybindings import portable_lib
-        from executorch.runtime import Runtime as EtRuntime
+
+        try:  # the extension itself: portable_lib and executorch.runtime import all of exir
+            from executorch.extension.pybindings import _C
+        except ImportError:  # a build that only offers the wrapper module
+            from executorch.extension.pybindings import portable_lib as _C
 
         self.torch = torch
-        self.rt = EtRuntime.get()
-        portable_lib._unsafe_reset_threadpool(self.threads)
-        self._threads_used = portable_lib._threadpool_get_thread_count()
+        self._C = _C
+        _C._unsafe_reset_threadpool(self.threads)
+        self._threads_used = _C._threadpool_get_thread_count()
         self._plans: dict[str, Any] = {}
 
     def version(self) -> str:
@@ -147,8 +150,14 @@ class ExecuTorchRuntime(Runtime):
 
         return version("executorch")
 
+    def backends(self) -> list[str]:
+        return sorted(self._C._get_registered_backend_names())
+
     def load(self, path):
-        program = self.rt.load_program(path)
+        # what executorch.runtime.Runtime.load_program and Program.load_method do
+        program = self._C._load_program(
+            path, program_verification=self._C.Verification.InternalConsistency
+        )
         method = program.load_method("forward")
         return (program, method)
 
@@ -156,7 +165,7 @@ class ExecuTorchRuntime(Runtime):
         return self.torch.from_numpy(array)
 
     def run(self, handle, inputs):
-        return handle[1].execute(inputs)
+        return handle[1](inputs)  # executorch.runtime's Method.execute
 
     def to_numpy(self, out):
         if isinstance(out, self.torch.Tensor):
@@ -166,21 +175,19 @@ class ExecuTorchRuntime(Runtime):
     def _plan(self, path: str) -> Any:
         """The program's first execution plan (delegates, planned memory), read once."""
         if path not in self._plans:
-            from executorch.exir._serialize._program import deserialize_pte_binary
+            from targets.agent.pte import read_plan_file
 
-            with open(path, "rb") as fh:
-                program = deserialize_pte_binary(fh.read()).program
-            self._plans[path] = program.execution_plan[0]
+            self._plans[path] = read_plan_file(path)
         return self._plans[path]
 
     def check(self, path):
         """A program delegated to a backend this runtime was built without (Core ML, MPS,
         QNN...) is refused by name instead of failing inside load_method."""
         try:
-            delegates = {d.id for d in self._plan(path).delegates}
+            delegates = set(self._plan(path).delegates)
         except Exception:  # noqa: BLE001 - unreadable here: let the runtime itself say why
             return
-        have = set(self.rt.backend_registry.registered_backend_names)
+        have = set(self.backends())
         missing = sorted(delegates - have)
         if missing:
             has = ", ".join(sorted(have)) or "no backends"
@@ -194,12 +201,12 @@ class ExecuTorchRuntime(Runtime):
     def facts(self, path, handle):
         facts: dict[str, Any] = {
             "threadpool_threads": self._threads_used,
-            "backends_registered": sorted(self.rt.backend_registry.registered_backend_names),
+            "backends_registered": self.backends(),
         }
         try:  # planned (non-constant) memory the program declares
             plan = self._plan(path)
-            facts["planned_memory_bytes"] = int(sum(plan.non_const_buffer_sizes))
-            facts["delegates"] = [d.id for d in plan.delegates]
+            facts["planned_memory_bytes"] = plan.planned_memory_bytes
+            facts["delegates"] = list(plan.delegates)
         except Exception as exc:  # noqa: BLE001 - a fact we could not read is recorded as such
             facts["planned_memory_error"] = f"{type(exc).__name__}: {exc}"[:200]
         return facts

@@ -5,8 +5,9 @@ of the same commit sees others, and its median moves by more than a single proce
 interval admits. So every target measures a cell in ``settings.rounds`` rounds, each a
 :meth:`Target.profile` call: a fresh worker process on the host and on remote hosts, a fresh
 runner launch (after the phone's cool-down wait) on a phone, a separate profile job on AI
-Hub. The rounds' samples and numbers merge into one :class:`Profile` whose intervals are the
-two-level bootstrap of harness.measure.
+Hub (whose rounds are all submitted at once: ``Target.rounds_at_once``, as a round there is
+minutes of queueing, not of measuring). The rounds' samples and numbers merge into one
+:class:`Profile` whose intervals are the two-level bootstrap of harness.measure.
 
 The plan's minimums are for the cell: each round runs its share of them
 (:func:`per_round`), never fewer than :data:`MIN_ROUND_ITERATIONS` iterations, so R = 3
@@ -122,6 +123,9 @@ def measure_rounds(
     new one. A round that fails raises its :class:`TargetError` with the samples of every
     round so far."""
     done = [] if done is None else done
+    if target.rounds_at_once and settings.rounds > 1:
+        # the target runs every round at once (and picks up the rounds a retry already has)
+        return target.profile(artifact, device, settings)
     while len(done) < max(1, settings.rounds):
         try:
             done.append(target.profile(artifact, device, round_settings(settings, len(done))))
@@ -142,6 +146,8 @@ def profile_many_rounds(
     profile_many`, which AI Hub runs concurrently): round by round, every device that has not
     failed in the same round. ``first_round``: keyword arguments for the first round only
     (AI Hub's ``parity``, checked once)."""
+    if target.rounds_at_once and settings.rounds > 1:
+        return target.profile_many(artifact, devices, settings, **first_round)
     done: list[list[Profile]] = [[] for _ in devices]
     failed: dict[int, TargetError] = {}
     for i in range(max(1, settings.rounds)):

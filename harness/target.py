@@ -258,6 +258,10 @@ class Target:
     """
 
     name: str = ""
+    # True when :meth:`profile` / :meth:`profile_many` measure ``settings.rounds`` rounds
+    # themselves, all at once (AI Hub submits every round's profile job together) and return
+    # them merged; otherwise the core asks for one round at a time.
+    rounds_at_once: bool = False
 
     # -- what is there ------------------------------------------------------------------
     def unavailable_reason(self) -> str:

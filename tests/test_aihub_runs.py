@@ -122,6 +122,24 @@ def test_on_device_parity_runs_the_profiled_runtime_and_compute_unit(
     assert cell["details"]["parity"]["where"].startswith("aihub:")
 
 
+def test_a_cells_rounds_are_profile_jobs_submitted_at_once(hub, tmp_path, small_checkpoint):
+    """A round on AI Hub is minutes of queueing: the cell's three profile jobs are on the hub
+    together (each submitted before any of them finished), and each round keeps its job."""
+    hub.job_seconds = 0.6
+    summary = _run(tmp_path, _plan(tmp_path, small_checkpoint))
+    assert summary["done"] == 1, summary
+    profile = [j for j in hub.jobs_of("inference") if j.profiling]
+    assert len(profile) == 3
+    assert max(j.created for j in profile) < min(j.created + j.duration for j in profile)
+    st = open_store(tmp_path / "r.db")
+    (cell,) = st.cells([summary["run_id"]])
+    rounds = cell["details"]["profile_details"]["rounds"]
+    jobs = [r["details"]["jobs"]["profile"]["id"] for r in rounds]
+    assert sorted(jobs) == sorted(j.id for j in profile)
+    _, index = st.sample_rounds([cell["id"]])[cell["id"]]
+    assert sorted(set(index)) == [0, 1, 2]
+
+
 # -- item 6: the compute unit from the plan, CPU fallback flagged and gated --------------------
 
 

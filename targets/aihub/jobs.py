@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.artifact import MANIFEST, Artifact, ArtifactError, path_size, sha256_path
+from harness.rounds import round_settings
 from harness.target import Device, ProfileSettings, TargetError
 from targets.aihub import connection
 from targets.aihub.inputs import first_output, input_name, input_specs, inputs_fingerprint
@@ -65,6 +66,14 @@ def classify_failure(failure_type: str, reason: str) -> str:
     return "infrastructure" if any(w in reason.lower() for w in INFRA_WORDS) else "model"
 
 
+def profile_stages(settings: ProfileSettings) -> tuple[str, ...]:
+    """The profile stages of a cell: one job, or one a round ("profile#1" ... "profile#R"),
+    all submitted at once."""
+    if settings.rounds <= 1:
+        return ("profile",)
+    return tuple(f"profile#{k}" for k in range(1, settings.rounds + 1))
+
+
 def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -105,7 +114,8 @@ class Cell:
     compile_key: str
     compile: HubJob | None = None
     compiled: Artifact | None = None
-    jobs: dict[str, HubJob] = field(default_factory=dict)  # "profile" / "inference"
+    # "profile" (or a round's, "profile#1" ... "profile#R") / "inference"
+    jobs: dict[str, HubJob] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
     failures: dict[str, TargetError] = field(default_factory=dict)  # a follower stage failed
     error: TargetError | None = None  # the cell failed as a whole (compile, device)
@@ -177,7 +187,7 @@ class JobFollower:
         if not self._finished(cell, job, plan):
             return
         who = cell.device.name
-        if stage == "profile":
+        if stage.startswith("profile"):
             cell.results[stage] = self._call(
                 job.handle.download_profile, what=f"{who}: profile {job.id}"
             )
@@ -194,9 +204,13 @@ class JobFollower:
         submit = partial(
             self.client.submit_inference_job, target_model, device=hub_device, retry=False
         )
-        # a measurement is keyed by its session too: a new run submits new jobs
-        session = f"|{plan.settings.session}" if plan.settings.session else ""
-        if stage == "profile":
+        # a measurement is keyed by its session too: a new run submits new jobs, and each
+        # round ("profile#2") its own, keyed as when the rounds are asked for one by one
+        settings = plan.settings
+        if stage.startswith("profile#"):
+            settings = round_settings(settings, int(stage.partition("#")[2]) - 1)
+        session = f"|{settings.session}" if settings.session else ""
+        if stage.startswith("profile"):
             key = f"{cell.compile_key}|profile|{fingerprint(plan.profile_options)}{session}"
             return key, partial(submit, name=name, options=plan.profile_options, profile=True)
         key = (
@@ -216,14 +230,15 @@ class JobFollower:
         """The journal's job for (key, stage) when the hub still has it and it did not fail
         on the hub's side; otherwise a new one, journaled the moment its id exists."""
         who = cell.device.name
-        job_id = self.journal.get(key, stage)
+        kind = stage.partition("#")[0]  # a round's profile job is journaled as a profile job
+        job_id = self.journal.get(key, kind)
         if job_id:
             resumed = self._resume(cell, stage, job_id)
             if resumed is not None:
                 return resumed
-            self.journal.drop(key, stage)
+            self.journal.drop(key, kind)
         handle = self._call(submit, what=f"{who}: submitting the {stage} job")
-        self.journal.put(key, stage, handle.job_id)
+        self.journal.put(key, kind, handle.job_id)
         self._say(who, f"{stage} job {handle.job_id} submitted: {handle.url}")
         return HubJob(stage, handle.job_id, handle, handle.url, time.monotonic(), False)
 

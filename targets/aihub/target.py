@@ -16,12 +16,13 @@ from urllib.parse import urlparse
 from harness.artifact import Artifact, ArtifactError, path_size
 from harness.errors import UserError
 from harness.locks import file_lock
+from harness.rounds import merge_rounds, round_settings
 from harness.target import Device, Profile, ProfileSettings, Target, TargetError
 from targets.aihub import connection
 from targets.aihub.connection import RetryPolicy
 from targets.aihub.devices import RUNTIMES, TARGET, select, to_device
 from targets.aihub.inputs import check_inputs_may_leave
-from targets.aihub.jobs import Cell, JobFollower, Plan, fingerprint
+from targets.aihub.jobs import Cell, JobFollower, Plan, fingerprint, profile_stages
 from targets.aihub.journal import JobJournal, default_cache_dir
 from targets.aihub.profile_data import parse_profile
 
@@ -44,6 +45,7 @@ class AIHubTarget(Target):
     """Snapdragon phones, laptops and boards through Qualcomm AI Hub."""
 
     name = TARGET
+    rounds_at_once = True  # every round's profile job is submitted at once, then waited for
 
     def __init__(
         self,
@@ -180,10 +182,30 @@ class AIHubTarget(Target):
                 )
             inputs, _ = load_reference(artifact.folder)
         cells = self._run(artifact, devices, settings, want_profile=True, inputs=inputs)
-        return [
-            c.error or c.failures.get("profile") or self._profile_of(c, artifact, settings)
-            for c in cells
-        ]
+        return [c.error or self._rounds_of(c, artifact, settings) for c in cells]
+
+    def _rounds_of(
+        self, cell: Cell, artifact: Artifact, settings: ProfileSettings
+    ) -> Profile | TargetError:
+        """The cell's profile: its one profile job's, or its rounds' (every round's job was
+        submitted at once) merged. A round that failed fails the cell, with the samples of
+        the rounds that did not."""
+        if settings.rounds <= 1:
+            return cell.failures.get("profile") or self._profile_of(cell, artifact, settings)
+        rounds: list[Profile] = []
+        failed: TargetError | None = None
+        for k, stage in enumerate(profile_stages(settings)):
+            one = cell.failures.get(stage) or self._profile_of(
+                cell, artifact, round_settings(settings, k), stage, parity=k == 0
+            )
+            if isinstance(one, TargetError):
+                failed = failed or one
+            else:
+                rounds.append(one)
+        if failed is not None:
+            failed.samples_ms = [s for p in rounds for s in p.samples_ms] + failed.samples_ms
+            return failed
+        return merge_rounds(rounds, settings.noise_floor)
 
     def compile(self, artifact: Artifact, device: Device, settings: ProfileSettings) -> Artifact:
         """The compiled model for ``device`` as an artifact of its own (cached)."""
@@ -306,10 +328,8 @@ class AIHubTarget(Target):
                 fingerprint(plan.compile_options),
             ]
         )
-        wanted = tuple(
-            s
-            for s, on in (("profile", plan.want_profile), ("inference", plan.inputs is not None))
-            if on
+        wanted = (*(profile_stages(plan.settings) if plan.want_profile else ()),) + (
+            ("inference",) if plan.inputs is not None else ()
         )
         runtimes = d.attributes.get("runtimes", [])
         if plan.runtime in runtimes:
@@ -348,17 +368,30 @@ class AIHubTarget(Target):
     # -- results -----------------------------------------------------------------------------
 
     def _profile_of(
-        self, cell: Cell, artifact: Artifact, settings: ProfileSettings
+        self,
+        cell: Cell,
+        artifact: Artifact,
+        settings: ProfileSettings,
+        stage: str = "profile",
+        parity: bool = True,
     ) -> Profile | TargetError:
+        """One profile job's profile (``stage``: a round's job), with the cell's parity when
+        ``parity`` (the first round carries it)."""
         try:
-            hp = parse_profile(cell.results["profile"], settings.compute_unit)
+            hp = parse_profile(cell.results[stage], settings.compute_unit)
         except ValueError as exc:
             return TargetError(f"{cell.device.name}: {exc}", kind="measurement")
-        parity_metrics, parity_warnings = self._parity_of(cell, artifact, settings)
+        parity_metrics, parity_warnings = (
+            self._parity_of(cell, artifact, settings) if parity else ({}, [])
+        )
         metrics = {**hp.metrics, **parity_metrics, "warmup_iterations": float(len(hp.warmup_ms))}
         units = {**hp.units, **PARITY_UNITS, "warmup_iterations": "count"}
         compiled = cell.compiled.manifest["aihub"] if cell.compiled else {}
-        jobs = {s: j for s, j in [("compile", cell.compile), *cell.jobs.items()] if j is not None}
+        jobs = {
+            s.partition("#")[0]: j
+            for s, j in [("compile", cell.compile), *cell.jobs.items()]
+            if j is not None and (s == stage or not s.startswith("profile"))
+        }
         return Profile.from_samples(
             TARGET,
             cell.device,

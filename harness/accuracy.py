@@ -34,6 +34,9 @@ class EvalResult:
     threshold_rule: str = ""
     breakdown: list[metrics.MetricResult] = field(default_factory=list)  # per class / label
     undefined: dict[str, str] = field(default_factory=dict)
+    # the raw outputs scored (one row per image), for paired comparisons; never serialised
+    scores: np.ndarray | None = field(default=None, repr=False, compare=False)
+    labels: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -94,6 +97,7 @@ def score_outputs(
         )
     results = [metrics.estimate(m, ds.labels, scores, n_boot=n_boot) for m in metric_names(ds)]
     out = EvalResult(source, str(ds.root), ds.split, len(ds), results, dict(details))
+    out.scores, out.labels = scores, ds.labels
     return clinical(out, ds, scores, threshold, n_boot)
 
 

@@ -6,6 +6,7 @@ Sources, in the order ``--calibration DATA`` is tried:
   ``val_images``, ``test_images``; ``train_images`` is preferred), uint8 or float, shaped
   (N, H, W) or (N, H, W, C);
 * a folder of PNG / JPEG images (sorted by name);
+* a data set shipped with vitbench, ``builtin:NAME`` (its train split's images);
 * nothing: seeded synthetic images (:func:`harness.parity.seeded_inputs` with seed 1), the
   same on every machine.
 
@@ -86,7 +87,12 @@ def calibration_images(
     _, c, h, w = shape
     if source is None:
         return np.concatenate(seeded_inputs((1, c, h, w), count=limit, seed=SYNTHETIC_SEED))
-    p = Path(source)
+    if str(source).startswith("builtin:"):
+        from harness.data import parse_spec
+
+        p = parse_spec(source)[1]  # a verified .npz
+    else:
+        p = Path(source)
     if not p.exists():
         raise UserError(f"calibration data {p} does not exist")
     if h != w:

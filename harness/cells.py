@@ -84,7 +84,8 @@ def cell_key(
     plan: Plan, model: ModelEntry, export: ExportEntry, target: TargetEntry, device_name: str
 ) -> str:
     payload = {
-        "model": asdict(model),
+        # teacher and accuracy say what is judged, not what is measured
+        "model": {k: v for k, v in asdict(model).items() if k not in ("teacher", "accuracy")},
         "export": asdict(export),
         "target": target.name,
         "runtime": target.runtime,

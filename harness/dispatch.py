@@ -208,10 +208,11 @@ class Dispatcher:
 
     def _reference_accuracy(self, entry: ModelEntry):
         """The accuracy split (limited as the plan says) and the PyTorch fp32 result on it,
-        once per model."""
+        once per model (the same images for every model of the plan)."""
         from harness.accuracy import model_accuracy
         from harness.data import load_dataset
 
+        model = self._model(entry)[0]
         with self._model_lock:
             if entry not in self._datasets:
                 acc = self.plan.accuracy
@@ -220,16 +221,18 @@ class Dispatcher:
                     import numpy as np
 
                     ds = ds.subset(np.random.default_rng(0).permutation(len(ds))[: acc.limit])
-                model = self._models[entry][0]
                 self._datasets[entry] = (ds, model_accuracy(model, ds))
             return self._datasets[entry]
 
     def _accuracy_metrics(
         self, target: Target, cell: Cell, artifact: Any, settings: ProfileSettings
     ) -> list[tuple[str, float, str]]:
-        """The data set's metric for this artifact run through the target's ``infer``, beside
-        the PyTorch reference on the same images."""
+        """The data set's metric (and a binary task's operating point) for this artifact run
+        through the target's ``infer``, its retention of the PyTorch reference on the same
+        images and, for a model whose plan entry names its teacher, the student's retention
+        of the teacher in PyTorch (harness.retention)."""
         from harness.accuracy import artifact_accuracy
+        from harness.retention import accuracy_rows, compression_rows
 
         ds, ref = self._reference_accuracy(cell.model)
         res = artifact_accuracy(
@@ -240,14 +243,11 @@ class Dispatcher:
             allow_data_upload=self.plan.accuracy.allow_data_upload,
             settings=settings,
         )
-        main, ref_main = res.results[0], ref.results[0]
-        return [
-            ("accuracy", main.value, main.name),
-            ("accuracy_ci_low", main.ci_low, main.name),
-            ("accuracy_ci_high", main.ci_high, main.name),
-            ("accuracy_reference", ref_main.value, main.name),
-            ("accuracy_n", float(res.n), "count"),
-        ]
+        rows = accuracy_rows(res, ref)
+        teacher = self.plan.teacher_of(cell.model)
+        if teacher is not None:
+            rows += compression_rows(ref, self._reference_accuracy(teacher)[1])
+        return rows
 
     def _measure(self, run_id: str, cell: Cell, artifacts: dict, target: Target) -> tuple[str, str]:
         """One cell, recorded whatever happens: an exception that is not one of vitbench's
@@ -349,7 +349,7 @@ class Dispatcher:
             prof = prof.with_warnings(f"parity on device failed: {failed['parity_error']}")
         if parity is not None:
             metrics += parity.metric_rows()
-        if self.plan.accuracy.data:
+        if self.plan.accuracy.data and cell.model.accuracy:
             try:
                 metrics += self._accuracy_metrics(target, cell, artifact, settings)
             except Exception as exc:  # noqa: BLE001 - the profile stands

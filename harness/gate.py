@@ -92,6 +92,7 @@ def with_overrides(
     device_budgets: dict[str, float] | None = None,
     known_devices: set[str] | None = None,
     max_cpu_fallback: float | None = None,
+    compression_retention: float | None = None,
 ) -> BudgetSettings:
     """Budgets from flags on top of the plan's. A device budget must name a device the run ran."""
     changes: dict[str, Any] = {}
@@ -106,6 +107,8 @@ def with_overrides(
         changes["percentile"] = percentile
     if accuracy_retention is not None:
         changes["accuracy_retention"] = accuracy_retention
+    if compression_retention is not None:
+        changes["compression_retention"] = compression_retention
     if max_cpu_fallback is not None:
         changes["max_cpu_fallback"] = max_cpu_fallback
     if device_budgets:
@@ -230,15 +233,40 @@ def judge_cell(
                 f"{fallback:.0%} of the layers ran on the CPU although {asked} was asked for "
                 f"(> {budgets.max_cpu_fallback:.0%} allowed)"
             )
-    if budgets.accuracy_retention and "accuracy" in metrics and metrics.get("accuracy_reference"):
-        kept = metrics["accuracy"] / metrics["accuracy_reference"]
-        if kept < budgets.accuracy_retention:
-            v.verdict = "fail"
-            v.reasons.append(
-                f"accuracy {metrics['accuracy']:.4f} keeps {kept:.1%} of the reference "
-                f"{metrics['accuracy_reference']:.4f} (< {budgets.accuracy_retention:.0%})"
-            )
+    _retention(v, metrics, "accuracy", budgets.accuracy_retention, "of PyTorch on the target")
+    _retention(v, metrics, "compression", budgets.compression_retention, "of its teacher")
     return v
+
+
+def _retention(v: CellVerdict, metrics: dict[str, float], kind: str, budget, what: str) -> None:
+    """A retention budget (``kind`` "accuracy": on the target vs PyTorch; "compression": the
+    student vs its teacher) on the stored ratio and its paired interval: fail when the whole
+    interval is below the budget, inconclusive when it straddles it. A cell stored before
+    retention intervals (accuracy only) is judged on the ratio alone."""
+    name = f"{kind}_retention"
+    if not budget:
+        return
+    kept, low, high = (
+        metrics.get(name),
+        metrics.get(f"{name}_ci_low"),
+        metrics.get(f"{name}_ci_high"),
+    )
+    if kept is None and kind == "accuracy" and "accuracy" in metrics:
+        ref = metrics.get("accuracy_reference")
+        kept = metrics["accuracy"] / ref if ref else None
+        low = high = kept
+    if kept is None or kept != kept:
+        return
+    low = kept if low is None or low != low else low
+    high = kept if high is None or high != high else high
+    span = f"{kept:.1%} [{low:.1%}, {high:.1%}]" if high > low else f"{kept:.1%}"
+    if high < budget:
+        v.verdict = "fail"
+        v.reasons.append(f"{kind} kept {span} {what} (< {budget:.0%})")
+    elif low < budget:
+        if v.verdict == "pass":
+            v.verdict = "inconclusive"
+        v.reasons.append(f"{kind} kept {span} {what}: the interval holds {budget:.0%}")
 
 
 def judge_run(store, run_id: str, budgets: BudgetSettings | None = None) -> GateResult:

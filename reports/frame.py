@@ -52,6 +52,40 @@ METRIC_COLUMNS = {
     "accuracy_ci_low": "accuracy_ci_low",
     "accuracy_ci_high": "accuracy_ci_high",
     "accuracy_reference": "accuracy_reference",
+    # a binary task's operating point; retention on the target (accuracy_*) and of the
+    # teacher (compression_*), each with its paired interval (harness.retention)
+    "decision_threshold": "decision_threshold",
+    "sensitivity": "sensitivity",
+    "sensitivity_ci_low": "sensitivity_ci_low",
+    "sensitivity_ci_high": "sensitivity_ci_high",
+    "specificity": "specificity",
+    "specificity_ci_low": "specificity_ci_low",
+    "specificity_ci_high": "specificity_ci_high",
+    "ppv": "ppv",
+    "ppv_ci_low": "ppv_ci_low",
+    "ppv_ci_high": "ppv_ci_high",
+    "npv": "npv",
+    "npv_ci_low": "npv_ci_low",
+    "npv_ci_high": "npv_ci_high",
+    "accuracy_retention": "accuracy_retention",
+    "accuracy_retention_ci_low": "accuracy_retention_ci_low",
+    "accuracy_retention_ci_high": "accuracy_retention_ci_high",
+    "accuracy_sensitivity_retention": "accuracy_sensitivity_retention",
+    "accuracy_sensitivity_retention_ci_low": "accuracy_sensitivity_retention_ci_low",
+    "accuracy_sensitivity_retention_ci_high": "accuracy_sensitivity_retention_ci_high",
+    "accuracy_specificity_retention": "accuracy_specificity_retention",
+    "accuracy_specificity_retention_ci_low": "accuracy_specificity_retention_ci_low",
+    "accuracy_specificity_retention_ci_high": "accuracy_specificity_retention_ci_high",
+    "compression_retention": "compression_retention",
+    "compression_retention_ci_low": "compression_retention_ci_low",
+    "compression_retention_ci_high": "compression_retention_ci_high",
+    "compression_sensitivity_retention": "compression_sensitivity_retention",
+    "compression_sensitivity_retention_ci_low": "compression_sensitivity_retention_ci_low",
+    "compression_sensitivity_retention_ci_high": "compression_sensitivity_retention_ci_high",
+    "compression_specificity_retention": "compression_specificity_retention",
+    "compression_specificity_retention_ci_low": "compression_specificity_retention_ci_low",
+    "compression_specificity_retention_ci_high": "compression_specificity_retention_ci_high",
+    "compression_reference": "compression_reference",
 }
 SHARE_COLUMNS = ("share_npu", "share_gpu", "share_cpu")
 IDENTITY_COLUMNS = [
@@ -81,13 +115,13 @@ CELL_FRAME_COLUMNS = (
     IDENTITY_COLUMNS
     + list(METRIC_COLUMNS.values())
     + PARITY_COLUMNS
-    + ["accuracy_metric", "accuracy_retention", "warnings"]
+    + ["accuracy_metric", "warnings"]
 )
 RUN_FRAME_COLUMNS = (
     IDENTITY_COLUMNS
     + list(METRIC_COLUMNS.values())
     + PARITY_COLUMNS
-    + ["accuracy_metric", "accuracy_retention", "verdict", "verdict_reasons", "warnings"]
+    + ["accuracy_metric", "verdict", "verdict_reasons", "warnings"]
 )
 
 
@@ -132,8 +166,9 @@ def _cell_row(c: dict[str, Any], m: dict[str, tuple[float, str]]) -> dict[str, A
     row["parity_failures"] = ("; ".join(parity.failures) or parity.reason) if parity else ""
     row["accuracy_metric"] = m["accuracy"][1] if "accuracy" in m else ""
     ref = row["accuracy_reference"]
-    kept = row["accuracy"] / ref if ref and ref == ref and ref > 0 else math.nan
-    row["accuracy_retention"] = kept
+    if "accuracy_retention" not in m:  # stored before retention was: the plain ratio
+        kept = row["accuracy"] / ref if ref and ref == ref and ref > 0 else math.nan
+        row["accuracy_retention"] = kept
     row["warnings"] = "; ".join(str(w) for w in details.get("warnings") or [])
     return row
 

@@ -21,6 +21,7 @@ from reports.text import (
     compute_text,
     p_text,
     parity_text,
+    retention_text,
     summary_line,
     when,
 )
@@ -69,7 +70,9 @@ def cell_table(report: RunResults) -> str:
         "peak MB",
         "compute unit",
         "parity",
-        "accuracy",
+        "accuracy (95% CI)",
+        "kept on target",
+        "kept of teacher",
         "status",
     ]
     out = [
@@ -109,6 +112,8 @@ def cell_table(report: RunResults) -> str:
             + _td(compute_text(r))
             + _td(parity_text(r), r["parity_cosine"])
             + _td(accuracy_text(r), r["accuracy"])
+            + _td(retention_text(r, "accuracy"), r["accuracy_retention"])
+            + _td(retention_text(r, "compression"), r["compression_retention"])
             + _td(status)
             + "</tr>"
         )

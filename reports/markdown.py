@@ -14,6 +14,7 @@ from reports.text import (
     num,
     p_text,
     parity_text,
+    retention_text,
     spread_text,
     summary_line,
     when,
@@ -47,7 +48,9 @@ HEADERS = [
     "peak MB",
     "compute unit",
     "parity",
-    "accuracy",
+    "accuracy (95% CI)",
+    "kept on target",
+    "kept of teacher",
     "verdict",
 ]
 
@@ -75,7 +78,7 @@ def cell_row(r: Any) -> list[str]:
     if r["status"] != "done":
         status = f"{r['status']}" + (f" ({r['failure_kind']})" if r["failure_kind"] else "")
         verdict = VERDICT_MARK.get(r["verdict"], r["verdict"] or status) + f" — {status}"
-        return where + ["–"] * 9 + [verdict]
+        return where + ["–"] * 11 + [verdict]
     return where + [
         latency_text(r, 50),
         latency_text(r, 90),
@@ -86,6 +89,8 @@ def cell_row(r: Any) -> list[str]:
         compute_text(r),
         parity_text(r),
         accuracy_text(r),
+        retention_text(r, "accuracy"),
+        retention_text(r, "compression"),
         VERDICT_MARK.get(r["verdict"], r["verdict"] or "–"),
     ]
 

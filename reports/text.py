@@ -62,11 +62,40 @@ def parity_text(row: Any) -> str:
 
 
 def accuracy_text(row: Any) -> str:
+    """The data set's metric on the target with its interval; a binary task's sensitivity and
+    specificity at the model's threshold."""
     if missing(row["accuracy"]):
         return "–"
     out = f"{row['accuracy']:.3f} {row['accuracy_metric']}".strip()
-    if not missing(row["accuracy_retention"]):
-        out += f" ({row['accuracy_retention']:.1%} of {row['accuracy_reference']:.3f})"
+    if not missing(row["accuracy_ci_low"]):
+        out += f" [{row['accuracy_ci_low']:.3f}–{row['accuracy_ci_high']:.3f}]"
+    if not missing(row["sensitivity"]):
+        out += (
+            f"; sens {row['sensitivity']:.3f} [{row['sensitivity_ci_low']:.3f}–"
+            f"{row['sensitivity_ci_high']:.3f}], spec {row['specificity']:.3f} "
+            f"[{row['specificity_ci_low']:.3f}–{row['specificity_ci_high']:.3f}] "
+            f"at {row['decision_threshold']:.3f}"
+        )
+    return out
+
+
+def retention_text(row: Any, kind: str) -> str:
+    """``kind`` "accuracy" (on the target vs PyTorch of the same model) or "compression" (the
+    student vs its teacher): the ratio of the data set's metric with its paired interval, and
+    of sensitivity and specificity where the task is binary."""
+    v = row[f"{kind}_retention"]
+    if missing(v):
+        return "–"
+    low = row[f"{kind}_retention_ci_low"]
+    out = f"{v:.1%}" + (
+        "" if missing(low) else f" [{low:.1%}–{row[kind + '_retention_ci_high']:.1%}]"
+    )
+    ref = row["accuracy_reference" if kind == "accuracy" else "compression_reference"]
+    if not missing(ref):
+        out += f" of {ref:.3f}"
+    sens, spec = row[f"{kind}_sensitivity_retention"], row[f"{kind}_specificity_retention"]
+    if not missing(sens):
+        out += f"; sens {sens:.1%}, spec {spec:.1%}"
     return out
 
 

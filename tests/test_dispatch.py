@@ -233,33 +233,66 @@ def test_kill_9_then_resume_does_every_cell_exactly_once(env):
 
 
 def test_accuracy_through_the_target_beside_the_pytorch_reference(env):
-    import numpy as np
+    """[accuracy] through the host target for the built-in X-ray pair: the data set's metric
+    and the operating point at each model's own threshold, retention of PyTorch on the same
+    images (fp32 on the host keeps all of it) and, for the student, of its teacher; a model
+    marked accuracy = false is measured for latency only. The md report fills both columns."""
+    from reports.report import render_report
 
-    rng = np.random.default_rng(0)
-    npz = env / "tiny_medmnist.npz"
-    arrays = {}
-    for split, n in (("train", 8), ("val", 8), ("test", 24)):
-        arrays[f"{split}_images"] = rng.integers(0, 255, (n, 28, 28), dtype=np.uint8)
-        arrays[f"{split}_labels"] = (np.arange(n) % 2).reshape(n, 1).astype(np.uint8)
-    np.savez(npz, **arrays)
-    text = PLAN.format(seconds=0.05).replace(
-        'source = "tiny"\nimg_size = 32', 'source = "tiny"\nimg_size = 32\nnum_classes = 2'
+    text = (
+        PLAN.format(seconds=0.05)
+        .replace('[[exports]]\nformat = "pt2"\n', "")
+        .replace(
+            'source = "tiny"\nimg_size = 32',
+            'source = "tiny"\nimg_size = 32\naccuracy = false\n\n[[models]]\n'
+            'source = "xray-teacher"\n\n[[models]]\nsource = "xray-student"\n'
+            'teacher = "xray-teacher"',
+        )
     )
-    text += f'\n[accuracy]\ndata = "{npz}"\nlimit = 20\n'
+    text += '\n[accuracy]\ndata = "builtin:pneumonia"\nlimit = 60\n'  # real X-rays, packaged
     (env / "acc.toml").write_text(text)
     st = open_store(env / "r.db")
     summary = Dispatcher(load_plan(env / "acc.toml"), st, quiet=True).run()
-    assert summary.done == 2, summary.failures
+    assert summary.done == 3, summary.failures
+    by_model = {}
     for cell in st.cells([summary.run_id]):
-        m = {r["name"]: r for r in st.metrics([cell["id"]])}
-        assert m["accuracy_n"]["value"] == 20 and m["accuracy"]["unit"] == "auc"
-        # fp32 exports on the host give the PyTorch number
-        assert m["accuracy"]["value"] == pytest.approx(m["accuracy_reference"]["value"], abs=1e-6)
-        assert (
-            m["accuracy_ci_low"]["value"]
-            <= m["accuracy"]["value"]
-            <= m["accuracy_ci_high"]["value"]
-        )
+        by_model[cell["model_name"]] = {r["name"]: r["value"] for r in st.metrics([cell["id"]])}
+    assert "accuracy" not in by_model["tiny[img_size=32]"]
+    for name in ("xray-teacher", "xray-student"):
+        m = by_model[name]
+        assert m["accuracy_n"] == 60
+        # fp32 exports on the host give the PyTorch number, at the model's own threshold
+        assert m["accuracy"] == pytest.approx(m["accuracy_reference"], abs=1e-6)
+        assert m["accuracy_ci_low"] <= m["accuracy"] <= m["accuracy_ci_high"]
+        assert 0 < m["decision_threshold"] < 1 and m["decision_threshold"] != 0.5
+        for kind in ("sensitivity", "specificity", "ppv", "npv"):
+            assert m[f"{kind}_ci_low"] <= m[kind] <= m[f"{kind}_ci_high"]
+        for kind in ("accuracy", "accuracy_sensitivity", "accuracy_specificity"):
+            assert m[f"{kind}_retention"] == pytest.approx(1.0, abs=1e-6)
+            assert (
+                m[f"{kind}_retention_ci_low"] <= 1.0 + 1e-9 <= m[f"{kind}_retention_ci_high"] + 2e-9
+            )
+    student, teacher = by_model["xray-student"], by_model["xray-teacher"]
+    assert "compression_retention" not in teacher
+    assert student["compression_reference"] == pytest.approx(teacher["accuracy_reference"])
+    kept = student["compression_retention"]
+    assert kept == pytest.approx(student["accuracy_reference"] / teacher["accuracy_reference"])
+    assert (
+        student["compression_retention_ci_low"] <= kept <= student["compression_retention_ci_high"]
+    )
+    assert student["compression_retention_ci_high"] > student["compression_retention_ci_low"]
+    assert {"compression_sensitivity_retention", "compression_specificity_retention"} <= set(
+        student
+    )
+    md = render_report(st, summary.run_id, "md")
+    row = next(ln for ln in md.splitlines() if ln.startswith("| xray-student | onnx"))
+    cols = [c.strip() for c in row.split(" | ")]
+    on_target, of_teacher = cols[-3], cols[-2]
+    assert on_target.startswith("100.0% [") and "sens 100.0%, spec 100.0%" in on_target
+    assert (
+        of_teacher.startswith(f"{kept:.1%} [")
+        and f"of {teacher['accuracy_reference']:.3f}" in of_teacher
+    )
 
 
 def test_a_plan_on_ai_hub_devices_runs_through_the_real_client(env, monkeypatch):

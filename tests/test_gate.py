@@ -122,13 +122,48 @@ def test_device_budgets_parity_and_accuracy(tmp_path):
     res = judge_run(st, "run1")
     reasons = {c.label.split(":")[-1]: " ".join(c.reasons) for c in res.cells}
     assert res.verdict == "fail" and "parity (fp32) outside tolerance" in reasons["a"]
-    assert "keeps 84.2% of the reference" in reasons["b"]
+    assert "accuracy kept 84.2% of PyTorch on the target (< 95%)" in reasons["b"]
     tight = BudgetSettings(
         latency_ms=200, devices=(DeviceBudget("a", 100.0),), parity=False, accuracy_retention=None
     )
     res = judge_run(st, "run1", tight)
     assert next(c for c in res.cells if c.label.endswith(":a")).verdict == "fail"
     assert next(c for c in res.cells if c.label.endswith(":b")).verdict == "pass"
+
+
+def _kept(kind, value, low, high):
+    name = f"{kind}_retention"
+    return [
+        (name, value, "ratio"),
+        (f"{name}_ci_low", low, "ratio"),
+        (f"{name}_ci_high", high, "ratio"),
+    ]
+
+
+def test_retention_budgets_judge_the_paired_interval(tmp_path):
+    """Both retentions are gated on their intervals: the whole interval under the budget
+    fails, an interval holding the budget is inconclusive (never a pass or fail on noise), a
+    student that keeps its teacher's level passes; --compression-retention moves the bar."""
+    st = _store(
+        tmp_path,
+        [
+            ("below", FAST, _kept("compression", 0.85, 0.80, 0.90), "done"),
+            ("straddles", FAST, _kept("compression", 0.94, 0.90, 0.98), "done"),
+            ("keeps", FAST, _kept("compression", 1.00, 0.97, 1.03), "done"),
+            ("int8", FAST, _kept("accuracy", 0.96, 0.93, 0.99), "done"),
+        ],
+    )
+    res = judge_run(st, "run1")
+    by = {c.label.split(":")[-1]: c for c in res.cells}
+    assert by["below"].verdict == "fail"
+    assert "compression kept 85.0% [80.0%, 90.0%] of its teacher (< 93%)" in by["below"].reasons
+    assert by["straddles"].verdict == "inconclusive"
+    assert "the interval holds 93%" in " ".join(by["straddles"].reasons)
+    assert by["keeps"].verdict == "pass"
+    assert by["int8"].verdict == "inconclusive"  # 0.93-0.99 holds the 95% on-target budget
+    assert res.verdict == "fail"
+    lax = BudgetSettings(accuracy_retention=0.9, compression_retention=0.75)
+    assert {c.verdict for c in judge_run(st, "run1", lax).cells} == {"pass"}
 
 
 def _cli(*args):

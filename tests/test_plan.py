@@ -68,17 +68,51 @@ def test_a_good_plan_expands_to_its_matrix(tmp_path):
     assert other.hash != plan.hash and expand(other)[0][0].key not in {c.key for c in cells}
 
 
-def test_default_plan_is_lite_and_tiny_on_the_host():
+def test_default_plan_is_the_xray_pair_and_lite_and_tiny_on_the_host():
     plan = default_plan()
-    assert [m.source for m in plan.models] == ["lite", "tiny"]
+    assert [m.source for m in plan.models] == ["xray-teacher", "xray-student", "lite", "tiny"]
+    assert plan.teacher_of(plan.models[1]) == plan.models[0]
+    assert plan.teacher_of(plan.models[0]) is None
+    # accuracy on the packaged X-rays for the pair; lite and tiny cannot take that data
+    assert plan.accuracy.data == "builtin:pneumonia" and plan.accuracy.split == "test"
+    assert [m.accuracy for m in plan.models] == [True, True, False, False]
+    assert plan.budgets.accuracy_retention == 0.95 and plan.budgets.compression_retention == 0.93
     assert {e.label for e in plan.exports} == {
         "onnx",
         "executorch/xnnpack/fp32",
         "executorch/xnnpack/int8",
         "pt2",
     }
+    assert next(e for e in plan.exports if e.precision == "int8").calibration == (
+        "builtin:pneumonia"
+    )
     cells, _ = expand(plan)
-    assert len(cells) == 8 and all(c.target.name == "host" and not c.problem for c in cells)
+    assert len(cells) == 16 and all(c.target.name == "host" and not c.problem for c in cells)
+
+
+def test_teacher_and_accuracy_judge_a_model_without_changing_its_cells(tmp_path):
+    """Naming a teacher or the default accuracy = true leaves the cells' keys (their history)
+    and, for the latter, the plan's hash as they were; a teacher must be another plan model."""
+    plan = load_plan(_write(tmp_path, GOOD))
+    cells, _ = expand(plan)
+    same = load_plan(
+        _write(tmp_path, GOOD.replace("img_size = 32", "img_size = 32\naccuracy = true"))
+    )
+    assert same.hash == plan.hash and [c.key for c in expand(same)[0]] == [c.key for c in cells]
+    two = GOOD.replace(
+        "img_size = 32",
+        'img_size = 32\n\n[[models]]\nsource = "lite"\nimg_size = 32\nteacher = "tiny"',
+    )
+    taught = load_plan(_write(tmp_path, two))
+    assert taught.teacher_of(taught.models[1]) == taught.models[0]
+    tiny_keys = {c.key for c in expand(taught)[0] if c.model.source == "tiny"}
+    assert tiny_keys == {c.key for c in cells}
+    with pytest.raises(PlanError, match=r"models\[1\]\.teacher: 'vit-large' is not another model"):
+        load_plan(_write(tmp_path, two.replace('teacher = "tiny"', 'teacher = "vit-large"')))
+    with pytest.raises(
+        PlanError, match="'lite' is not another model of this plan; its models: tiny"
+    ):
+        load_plan(_write(tmp_path, two.replace('teacher = "tiny"', 'teacher = "lite"')))
 
 
 @pytest.mark.parametrize(

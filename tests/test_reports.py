@@ -228,7 +228,7 @@ def test_markdown_report(nightly):
     )
     rows = [ln for ln in lines[header + 2 :] if ln.startswith("| ")]
     rows = rows[: len(CELLS)]
-    assert len(rows) == len(CELLS) and all(r.count(" | ") == 12 for r in rows)
+    assert len(rows) == len(CELLS) and all(r.count(" | ") == 14 for r in rows)
     slow = next(r for r in rows if "executorch/qnn/int8" in r and "lite" in r)
     frame = run_frame(store, ids[SLOW_FROM - 1]).set_index("cell_key").loc[SLOW_CELL.key]
     assert (
@@ -537,7 +537,7 @@ def test_markdown_keeps_its_table_when_a_reason_has_pipes_and_newlines(tmp_path)
     )
     text = render_report(store, "r", "md")
     row = next(ln for ln in text.splitlines() if ln.startswith("| lite |"))
-    assert row.count(" | ") == 12 and "\\|" not in row
+    assert row.count(" | ") == 14 and "\\|" not in row
     assert (
         "- **lite · onnx · host:host** — infrastructure: adb \\| shell exited 137 (attempts: 1)"
         in text

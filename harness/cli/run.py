@@ -235,7 +235,13 @@ def _write_reports(store, run_id: str, out_dir: str) -> list[str]:
     "--accuracy-retention",
     type=click.FloatRange(0, 1, min_open=True),
     default=None,
-    help="Accuracy must keep this fraction of the reference.",
+    help="Accuracy on the target must keep this fraction of PyTorch fp32's (default 0.95).",
+)
+@click.option(
+    "--compression-retention",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="A student must keep this fraction of its teacher's accuracy (default 0.93).",
 )
 @click.option(
     "--max-cpu-fallback",
@@ -259,6 +265,7 @@ def gate(
     latency_ms,
     percentile,
     accuracy_retention,
+    compression_retention,
     max_cpu_fallback,
     device_budgets,
     as_json,
@@ -282,6 +289,7 @@ def gate(
         per_device,
         known,
         max_cpu_fallback,
+        compression_retention,
     )
     result = gating.judge_run(store, run_row["id"], budgets)
     missing = max(0, int(run_row.get("total_cells") or 0) - len(result.cells))

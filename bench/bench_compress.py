@@ -6,11 +6,18 @@ ViT-like teacher (width 192, depth 6, 6 heads of 32, MLP 768, patch 7) is traine
 compressed to at most 1/8 of its parameters by iterative head + FFN pruning with recovery.
 Printed, all measured in this one run on this machine:
 
-* teacher and student test AUC and accuracy with bootstrap 95% intervals, AUC retention,
-  parameter ratio, host latency ratio (PyTorch eager, batch 1, p50);
+* teacher, student and from-scratch baseline (the student's shape trained with the task loss
+  only for the same epochs, as `vitbench compress --baseline`) test AUC and accuracy with
+  bootstrap 95% intervals, AUC retention with its paired interval, parameter ratio, host
+  latency ratio (PyTorch eager, batch 1, p50), and the warning when the baseline reaches the
+  teacher;
+* the three at their clinical operating points: each model's decision threshold chosen on the
+  validation split (Youden's J), then AUC, sensitivity and specificity on the test split with
+  stratified bootstrap intervals, and what student and baseline keep of the teacher (paired
+  intervals);
 * the ablation, each to the same parameter budget and epochs: logit KD + attention alignment
   (the full recipe), logit KD only, pruning without distillation (task loss only), and the
-  student's shape trained from scratch.
+  baseline.
 
     python bench/bench_compress.py            # ~5-10 minutes on 2 CPU cores
     python bench/bench_compress.py --quick    # a smoke run (1-2 minutes)
@@ -33,11 +40,14 @@ from harness.compress import (  # noqa: E402
     CompressSettings,
     DistillSettings,
     TrainSettings,
+    baseline_epochs,
     compress,
     compression_report,
     fit,
+    operating_points,
     score,
     tensors,
+    train_baseline,
 )
 from harness.data import load_dataset  # noqa: E402
 from harness.model import build_model, count_params, describe  # noqa: E402
@@ -69,6 +79,9 @@ def main() -> None:
         help="torch threads (1 is fastest on a shared 2-core machine)",
     )
     ap.add_argument("--teacher-epochs", type=int, default=None)
+    ap.add_argument(
+        "--no-baseline", action="store_true", help="skip the from-scratch baseline (on by default)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -156,39 +169,51 @@ def main() -> None:
                 f"{name}: {count_params(student.config):,} parameters in {time.time() - t0:.0f} s",
                 flush=True,
             )
-    shape = results["KD + attention (full)"][0].config
-    t0 = time.time()
-    total_epochs = steps * per_step + final
-    scratch = fit(
-        build_model(shape.replace(seed=1)).train(),
-        train,
-        replace(base, epochs=total_epochs, lr=1e-3),
-        val=val,
-        metric="auc",
-        task=cfg.task,
-    )
-    results["student shape from scratch"] = (scratch, time.time() - t0)
+        student, scratch = results["KD + attention (full)"][0], None
+        t0 = time.time()
+        total_epochs = baseline_epochs(full)
+        if not args.no_baseline:
+            scratch = train_baseline(
+                student,
+                teacher,
+                train,
+                val,
+                "auc",
+                full,
+                Path(tmp) / "baseline",
+                progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True),
+            )
+            results["baseline: student shape from scratch"] = (scratch, time.time() - t0)
 
     print()
     report = compression_report(
-        teacher, results["KD + attention (full)"][0], test, "auc", extra=("accuracy",)
+        teacher,
+        student,
+        test,
+        "auc",
+        extra=("accuracy",),
+        baseline=scratch,
+        baseline_epochs=total_epochs,
     )
     print("\n".join(report.lines()))
+    models = {"teacher": teacher, "student": student}
+    models |= {"baseline": scratch} if scratch is not None else {}
+    print("\n".join(operating_points(models, splits)["lines"]))
     print()
     print(
         f"ablation (same parameter budget, {total_epochs} student epochs each; "
         "test set, 95% bootstrap intervals):"
     )
     t_auc = report.teacher_metric.value
-    print(f"{'variant':30}{'params':>10}{'AUC':>26}{'accuracy':>26}{'AUC kept':>10}")
+    print(f"{'variant':36}{'params':>10}{'AUC':>26}{'accuracy':>26}{'AUC kept':>10}")
     print(
-        f"{'teacher':30}{count_params(cfg):>10,}{_fmt(report.teacher_metric):>26}"
+        f"{'teacher':36}{count_params(cfg):>10,}{_fmt(report.teacher_metric):>26}"
         f"{_fmt(report.extra_metrics['accuracy']['teacher']):>26}{'100.0%':>10}"
     )
     for name, (model, _) in results.items():
         a, acc = score(model, test, "auc"), score(model, test, "accuracy")
         print(
-            f"{name:30}{count_params(model.config):>10,}{_fmt(a):>26}{_fmt(acc):>26}"
+            f"{name:36}{count_params(model.config):>10,}{_fmt(a):>26}{_fmt(acc):>26}"
             f"{100 * a.value / t_auc:>9.1f}%"
         )
     kept = report.retention

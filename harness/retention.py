@@ -99,8 +99,9 @@ def retention_rows(prefix: str, kept: list[Retention]) -> list[tuple[str, float,
     return rows
 
 
-def _kept(ours, reference, n_boot: int) -> list[Retention]:
-    """Retention of one EvalResult against another on the same images."""
+def paired_retention(ours, reference, n_boot: int = 1000) -> list[Retention]:
+    """Retention of one EvalResult against another on the same images (each at its own
+    decision threshold)."""
     point, ref_point = ours.operating_point, reference.operating_point
     return retention(
         reference.labels,
@@ -134,7 +135,7 @@ def accuracy_rows(on_target, reference, n_boot: int = 1000) -> list[tuple[str, f
             if r.name != "auc":
                 rows += [(r.name, r.value, "fraction"), (f"{r.name}_ci_low", r.ci_low, "fraction")]
                 rows.append((f"{r.name}_ci_high", r.ci_high, "fraction"))
-    return rows + retention_rows("accuracy_", _kept(on_target, reference, n_boot))
+    return rows + retention_rows("accuracy_", paired_retention(on_target, reference, n_boot))
 
 
 def compression_rows(student, teacher, n_boot: int = 1000) -> list[tuple[str, float, str]]:
@@ -143,4 +144,4 @@ def compression_rows(student, teacher, n_boot: int = 1000) -> list[tuple[str, fl
     task) and ``compression_reference`` (the teacher's metric)."""
     main = teacher.results[0]
     rows = [("compression_reference", main.value, main.name)]
-    return rows + retention_rows("compression_", _kept(student, teacher, n_boot))
+    return rows + retention_rows("compression_", paired_retention(student, teacher, n_boot))

@@ -103,8 +103,12 @@ def test_train_compress_eval_end_to_end(tmp_path, toy):
     points = report["operating_points"]
     assert points["student"]["operating_point"]["threshold"] == student.config.decision_threshold
     assert points["teacher"]["operating_point"]["threshold"] == teacher_cfg.decision_threshold
-    kept = report["operating_point_retention"]
-    assert set(kept) == {"auc", "sensitivity", "specificity"} and all(v > 0 for v in kept.values())
+    kept = report["operating_point_retention"]["student"]
+    assert set(kept) == {"auc", "sensitivity", "specificity"}
+    assert all(0 < v["ci_low"] <= v["value"] <= v["ci_high"] for v in kept.values())
+    paired = report["student_kept"]
+    assert paired["ci_low"] <= report["retention_pct"] / 100 <= paired["ci_high"]
+    assert "baseline" not in points and report["baseline_metric"] is None  # only on --baseline
     code, out = _run("eval", tmp_path / "student", "--data", toy)
     assert code == 0, out
     assert "(pytorch)" in out and "auc" in out and "95% CI" in out
@@ -150,7 +154,7 @@ def test_compress_text_report_lists_blocks(tmp_path, toy):
         "heads",
         "MLP width",
         "operating points on the test split",
-        "retention auc",
+        "kept of the teacher (paired 95% intervals):",
     ):
         assert fragment in out, fragment
     assert count_params(load_checkpoint(tmp_path / "s").config) <= 12_000
@@ -368,3 +372,102 @@ def test_compressed_checkpoint_exports_profiles_and_keeps_accuracy_on_host(tmp_p
     assert code == 0, out
     prof = json.loads(out)
     assert prof["stats"]["n"] >= 20 and prof["stats"]["p50"] > 0
+
+
+def _compress_with_baseline(tmp_path, teacher, toy, *extra):
+    return _run(
+        "compress",
+        "--teacher",
+        teacher,
+        "--data",
+        toy,
+        "--out",
+        tmp_path / "s",
+        "--keep-ratio",
+        0.5,
+        "--steps",
+        1,
+        "--epochs-per-step",
+        2,
+        "--final-epochs",
+        2,
+        "--batch-size",
+        16,
+        "--lr",
+        3e-3,
+        "--baseline",
+        "--quiet",
+        *extra,
+    )
+
+
+def test_baseline_is_the_students_shape_from_scratch_beside_teacher_and_student(tmp_path, toy):
+    """A trained teacher: the baseline has the student's shape, fresh weights, its own
+    threshold and operating point; every number the student has, it has; rerunning reuses it."""
+    save_checkpoint(_small(), tmp_path / "init")
+    code, out = _run(
+        "train", tmp_path / "init", "--data", toy, "--out", tmp_path / "t", "--epochs", 6,
+        "--batch-size", 16, "--lr", 3e-3, "--quiet",
+    )  # fmt: skip
+    assert code == 0, out
+    code, out = _compress_with_baseline(tmp_path, tmp_path / "t", toy, "--json")
+    assert code == 0, out
+    report = json.loads(out)
+    student = load_checkpoint(tmp_path / "s")
+    scratch = load_checkpoint(tmp_path / "s.work" / "baseline")
+    assert scratch.config.num_heads == student.config.num_heads
+    assert scratch.config.mlp_dims == student.config.mlp_dims
+    assert scratch.config.threshold_rule == "youden"  # chosen on val, in its own config.json
+    differs = any(
+        not torch.equal(a, b)
+        for a, b in zip(scratch.state_dict().values(), student.state_dict().values(), strict=True)
+    )
+    assert differs
+    assert report["baseline"]["params"] == report["student"]["params"]
+    assert report["baseline_epochs"] == 4  # 1 step x 2 epochs + 2 final
+    assert report["baseline_metric"]["name"] == "auc"
+    kept = report["baseline_kept"]
+    assert kept["ci_low"] <= kept["value"] <= kept["ci_high"]
+    assert (
+        "accuracy" in report["extra_metrics"] and "baseline" in report["extra_metrics"]["accuracy"]
+    )
+    points = report["operating_points"]
+    assert points["baseline"]["operating_point"]["threshold"] == scratch.config.decision_threshold
+    assert set(report["operating_point_retention"]) == {"student", "baseline"}
+    # warned exactly when the baseline's interval reaches the teacher's value
+    assert len(report["warnings"]) == (kept["ci_high"] >= 1.0)
+    # a rerun with the same inputs reuses the baseline instead of training it again
+    before = (tmp_path / "s.work" / "baseline" / "model.safetensors").stat().st_mtime_ns
+    code, out = _compress_with_baseline(tmp_path, tmp_path / "t", toy)
+    assert code == 0, out
+    assert (tmp_path / "s.work" / "baseline" / "model.safetensors").stat().st_mtime_ns == before
+    assert "from scratch" in out and "baseline " in out
+
+
+def test_a_teacher_that_cannot_teach_is_called_out(tmp_path, toy):
+    """An untrained teacher (chance AUC): its student's shape trained from scratch beats it,
+    and compress says so on stderr (text) or in ``warnings`` (--json)."""
+    import os
+    import subprocess
+    import sys
+
+    save_checkpoint(_small(), tmp_path / "weak")
+    code, out = _compress_with_baseline(tmp_path, tmp_path / "weak", toy, "--json")
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["baseline_kept"]["value"] >= 1.0
+    (warning,) = report["warnings"]
+    assert "trained from scratch" in warning and "the teacher" in warning
+    assert "cannot be expected to help" in warning
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "compress", "--teacher", str(tmp_path / "weak"),
+         "--data", str(toy), "--out", str(tmp_path / "s"), "--keep-ratio", "0.5", "--steps", "1",
+         "--epochs-per-step", "2", "--final-epochs", "2", "--batch-size", "16", "--lr", "3e-3",
+         "--baseline", "--quiet"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "VITBENCH_LOG": str(tmp_path / "log")},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert line.startswith("warning: the student's shape trained from scratch")
+    assert "warning:" not in proc.stdout and "from scratch" in proc.stdout

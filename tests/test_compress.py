@@ -271,3 +271,24 @@ def test_a_work_dir_of_another_teacher_is_refused(xray, tmp_path):
     other = build_model(_cfg(seed=9))  # same shape, other weights
     with pytest.raises(UserError, match="another teacher"):
         compress(other, xray["train"], xray["val"], "auc", settings, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("value", "low", "high", "verdict"),
+    [
+        (0.90, 0.86, 0.94, None),  # the teacher is clearly better: it can teach
+        (0.97, 0.93, 1.01, "matches"),  # cannot be told apart on this split
+        (1.00, 1.00, 1.00, "matches"),
+        (1.04, 0.99, 1.08, "beats"),
+    ],
+)
+def test_teacher_check_warns_when_the_baseline_reaches_the_teacher(value, low, high, verdict):
+    from harness.compress import teacher_check
+    from harness.retention import Retention
+
+    warning = teacher_check(Retention("auc", value, low, high), epochs=12)
+    if verdict is None:
+        assert warning is None
+    else:
+        assert f"for the same 12 epochs {verdict} the teacher" in warning
+        assert f"{value:.1%} [{low:.1%}, {high:.1%}] of the teacher's test auc" in warning

@@ -185,6 +185,12 @@ def train(
     default=None,
     help="Step checkpoints for resuming (default: OUT.work).",
 )
+@click.option(
+    "--baseline",
+    is_flag=True,
+    help="Also train the student's final shape from scratch for the same epochs (task loss "
+    "only; kept in WORK-DIR/baseline) and compare: warns when it matches or beats the teacher.",
+)
 @train_options
 @sensitivity_option
 @click.option("--quiet", is_flag=True, help="No progress.")
@@ -207,6 +213,7 @@ def compress(
     no_distill,
     neuron_importance,
     work_dir,
+    baseline,
     batch_size,
     lr,
     weight_decay,
@@ -218,15 +225,22 @@ def compress(
     """Compress a teacher: iterative head + FFN pruning with distillation, to a parameter budget.
 
     Ends with a report: parameters, size, GMACs, per-block heads and MLP widths kept, teacher
-    vs student test metric with intervals, retention, and host latency of both.
+    vs student test metric with intervals, retention, and host latency of both; with
+    --baseline, the student's shape trained from scratch beside them.
     """
+    import warnings
+
     from harness.compress import (
         CompressSettings,
         DistillSettings,
         TrainSettings,
+        WeakTeacherWarning,
+        baseline_epochs,
         check_target,
         compression_report,
+        operating_points,
         tensors,
+        train_baseline,
     )
     from harness.compress import compress as run_compress
     from harness.data import check_images
@@ -263,22 +277,45 @@ def compress(
         neuron_importance=neuron_importance,
         train=TrainSettings(batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed),
     )
+    work = work_dir or f"{out_dir}.work"
     student, history = run_compress(
-        net, train_t, val_t, tr.metric, settings, work_dir or f"{out_dir}.work", progress=say(quiet)
+        net, train_t, val_t, tr.metric, settings, work, progress=say(quiet)
     )
     save_checkpoint(student, out_dir)
     _, student = threshold_on_val(student, out_dir, splits["val"], target_sensitivity)
+    scratch = None
+    if baseline:
+        scratch = train_baseline(
+            student, net, train_t, val_t, tr.metric, settings, work, progress=say(quiet)
+        )
+        _, scratch = threshold_on_val(
+            scratch, f"{work}/baseline", splits["val"], target_sensitivity
+        )
     extra = () if tr.task == "multilabel" else ("accuracy",)
-    report = compression_report(net, student, test_t, tr.metric, history=history, extra=extra)
-    points = operating_points(net, student, splits, target_sensitivity)
+    report = compression_report(
+        net,
+        student,
+        test_t,
+        tr.metric,
+        history=history,
+        extra=extra,
+        baseline=scratch,
+        baseline_epochs=baseline_epochs(settings),
+    )
+    models = {"teacher": net, "student": student} | (
+        {"baseline": scratch} if scratch is not None else {}
+    )
+    points = operating_points(models, splits, target_sensitivity)
     if as_json:
         points.pop("lines", None)
         emit_json({"student": str(out_dir), **report.to_dict()} | points)
         return
     click.echo(f"student     {out_dir}")
-    click.echo("\n".join(report.lines()))
+    click.echo("\n".join(line for line in report.lines() if not line.startswith("warning: ")))
     for line in points.get("lines", []):
         click.echo(line)
+    for w in report.warnings:
+        warnings.warn(w, WeakTeacherWarning, stacklevel=1)
 
 
 @click.command(name="eval")
@@ -390,47 +427,6 @@ def eval_(
         click.echo(f"{r.name:18} {r.value:.4f}  95% CI [{r.ci_low:.4f}, {r.ci_high:.4f}]")
     for line in result.clinical_lines():
         click.echo(line)
-
-
-def operating_points(teacher, student, splits, target_sensitivity=None) -> dict:
-    """Binary tasks: teacher and student on the test split, each at its decision threshold
-    (the teacher's own, else chosen on val here without writing into its folder), and the
-    student's retention of AUC, sensitivity and specificity; {} for other tasks."""
-    from harness import operating_point as op
-    from harness.accuracy import model_accuracy
-    from harness.inference import predict, tensors
-
-    val, test = splits["val"], splits["test"]
-    if not op.is_binary(test.task, test.num_classes):
-        return {}
-    if teacher.config.decision_threshold is None:
-        scores = predict(teacher, tensors(val, teacher.config.img_size, teacher.config.in_chans))
-        c = op.choose_threshold(val.labels, scores, target_sensitivity=target_sensitivity)
-        teacher.config = teacher.config.replace(
-            decision_threshold=c.threshold, threshold_rule=c.rule
-        )
-    results = {"teacher": model_accuracy(teacher, test), "student": model_accuracy(student, test)}
-    points = {k: r.operating_point for k, r in results.items()}
-    kept = {
-        name: points["student"][name].value / points["teacher"][name].value
-        for name in ("auc", "sensitivity", "specificity")
-        if points["teacher"][name].value > 0
-    }
-    lines = ["", "operating points on the test split (95% stratified bootstrap intervals):"]
-    for who, point in points.items():
-        lines.append(
-            f"  {who:8} threshold {point.threshold:.4f} ({results[who].threshold_rule}): "
-            + "  ".join(
-                f"{n} {point[n].value:.4f} [{point[n].ci_low:.4f}, {point[n].ci_high:.4f}]"
-                for n in ("auc", "sensitivity", "specificity")
-            )
-        )
-    lines.append("  retention " + "  ".join(f"{n} {v:.1%}" for n, v in kept.items()))
-    return {
-        "operating_points": {k: r.to_dict() for k, r in results.items()},
-        "operating_point_retention": kept,
-        "lines": lines,
-    }
 
 
 def pick_threshold(net, folder, data, uncertain, frontal_only, target_sensitivity):

@@ -279,7 +279,8 @@ def test_a_work_dir_of_another_teacher_is_refused(xray, tmp_path):
         (0.90, 0.86, 0.94, None),  # the teacher is clearly better: it can teach
         (0.97, 0.93, 1.01, "matches"),  # cannot be told apart on this split
         (1.00, 1.00, 1.00, "matches"),
-        (1.04, 0.99, 1.08, "beats"),
+        (1.04, 0.99, 1.08, "matches"),  # better by its value, not by its interval
+        (1.04, 1.01, 1.08, "beats"),
     ],
 )
 def test_teacher_check_warns_when_the_baseline_reaches_the_teacher(value, low, high, verdict):
